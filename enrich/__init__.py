@@ -1,0 +1,3 @@
+"""enrich: depth enrichment of monocular video catalogues, streamed through Ray Data."""
+
+__version__ = "0.1.0"

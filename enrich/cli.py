@@ -1,0 +1,87 @@
+"""The `enrich` command.
+
+Exit codes: 0 every clip ok or up to date; 1 the run finished but some clips failed;
+2 nothing was done (bad option, config, input, output or model); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from enrich import errors
+from enrich.config import DEFAULT_DEPTH_MODEL, PRECISIONS, build, load_file
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        print(f"enrich: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(errors.EXIT_CANNOT_RUN)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="enrich", description="Depth enrichment of monocular video catalogues on Ray.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser(
+        "run",
+        help="enrich every clip under INPUT into manifests under OUTPUT",
+        description="Enrich every video under INPUT (a folder, a file or s3://bucket/prefix) into Parquet "
+        "manifests under OUTPUT (a folder or s3:// prefix). Clips already done with the same content, "
+        "config and model are skipped.",
+        epilog="exit codes: 0 all ok, 1 some clips failed, 2 could not run, 130 interrupted",
+    )
+    run.add_argument("input", metavar="INPUT")
+    run.add_argument("output", metavar="OUTPUT")
+    s = argparse.SUPPRESS  # absent flags must not override the config file
+    run.add_argument("--config", default=None, help="YAML or TOML file with the same keys as these flags")
+    run.add_argument("--fps", type=float, default=s, help="frames sampled per second (default: every frame)")
+    run.add_argument("--max-frames-per-clip", type=int, default=s, help="keep the first N sampled frames")
+    run.add_argument("--address", default=s, help="existing Ray cluster (default: an embedded local Ray)")
+    run.add_argument("--force", action="store_true", default=s, help="redo every clip, even up-to-date ones")
+    depth = run.add_argument_group("depth stage")
+    depth.add_argument(
+        "--depth-model",
+        default=s,
+        help=f"hub id, local save_pretrained folder, s3:// prefix, or random:depth-anything-v2-small "
+        f"(random weights, smoke runs only) (default: {DEFAULT_DEPTH_MODEL})",
+    )
+    depth.add_argument("--depth-batch-size", type=int, default=s, help="frames per forward pass (default: 4 CPU, 16 GPU)")
+    depth.add_argument("--depth-gpus", type=float, default=s, help="GPUs per actor, fractions share a GPU (default: 1 if any)")
+    depth.add_argument("--depth-pool-size", type=int, default=s, help="depth actors (default: GPUs / --depth-gpus, or 1)")
+    depth.add_argument("--depth-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)")
+    depth.add_argument("--depth-threads", type=int, default=s, help="torch threads per CPU actor (default: node cores)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from enrich import pipeline
+
+    values = load_file(args.config) if args.config else {}
+    skip = {"command", "func", "config", "quiet"}
+    values.update({k: v for k, v in vars(args).items() if k not in skip})
+    cfg = build(values)
+    log = (lambda message: None) if args.quiet else pipeline.stderr_log
+    prep = pipeline.prepare(cfg)
+    summary = pipeline.execute(prep, log=log)
+    for line in summary.lines():
+        print(line, flush=True)
+    return errors.EXIT_CLIPS_FAILED if summary.clips_failed else errors.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Ray's C++ core logs internal notices straight to the terminal; failures still surface as
+    # Python exceptions and per-clip reasons.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except errors.UsageError as exc:
+        print(f"enrich: error: {exc}", file=sys.stderr)
+        return errors.EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        print("enrich: interrupted; finished clips are committed, run again to do the rest", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED

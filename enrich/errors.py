@@ -1,0 +1,18 @@
+"""User-facing failures and the exit codes the CLI documents.
+
+Anything the user can fix (a bad option, a missing model, an unreachable bucket) is raised as
+`UsageError` before work starts, and the CLI prints its one line without a traceback.
+"""
+
+EXIT_OK = 0  # every clip succeeded (or was already up to date)
+EXIT_CLIPS_FAILED = 1  # the run finished, but at least one clip failed; see the clips table
+EXIT_CANNOT_RUN = 2  # bad option, config, model, input or output: nothing was done
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C; committed clips are kept, the rest redo next run
+
+
+class UsageError(Exception):
+    """A problem the user can fix; reported as one line, exit code 2."""
+
+
+class ClipError(Exception):
+    """A problem with one clip; recorded on its clips row, the run goes on."""

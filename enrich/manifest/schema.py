@@ -1,0 +1,63 @@
+"""The manifest contract. Extend it; don't break it.
+
+OUTPUT/frames/  one row per sampled frame, one Parquet file per clip (replaced atomically)
+OUTPUT/clips/   one row per input clip: what content, config and model produced its rows
+OUTPUT/runs/    the resolved config and summary of every run (no secrets)
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+FRAMES = pa.schema(
+    [
+        ("clip_id", pa.string()),  # the clip's path relative to INPUT, '/'-separated
+        ("clip_uri", pa.string()),
+        ("frame_index", pa.int64()),  # index in the decoded video stream
+        ("timestamp_s", pa.float64()),  # presentation time of the frame
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("depth_png", pa.binary()),  # single-channel 16-bit PNG, width x height
+        ("depth_kind", pa.string()),  # relative_disparity | metric_depth_m
+        ("depth_scale", pa.float64()),  # value = png * depth_scale + depth_offset; png 0 = no value
+        ("depth_offset", pa.float64()),
+        ("depth_model", pa.string()),  # model spec @ revision or content hash
+        ("run_id", pa.string()),
+        ("config_hash", pa.string()),
+    ]
+)
+
+CLIPS = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("clip_uri", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("etag", pa.string()),  # S3 ETag, or mtime-size fingerprint for local files
+        ("status", pa.string()),  # ok | failed
+        ("error", pa.string()),  # why it failed; null when ok
+        ("n_frames", pa.int64()),  # rows of this clip in frames/
+        ("source_frames", pa.int64()),  # frames in the video stream
+        ("fps", pa.float64()),  # the stream's average frame rate
+        ("duration_s", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("depth_model", pa.string()),
+        ("run_id", pa.string()),
+        ("config_hash", pa.string()),
+        ("updated_at", pa.timestamp("s", tz="UTC")),
+    ]
+)
+
+
+def clip_key(clip_id: str) -> str:
+    """A file-system-safe, fixed-length name for a clip's files."""
+    return hashlib.sha1(clip_id.encode()).hexdigest()[:20]
+
+
+def frames_file(output: str, clip_id: str) -> str:
+    from enrich.storage import join
+
+    key = clip_key(clip_id)
+    return join(output, "frames", key[:2], f"{key}.parquet")

@@ -1,0 +1,1 @@
+"""Plain functions behind the stages: decoding, depth inference, quantisation. No Ray here."""

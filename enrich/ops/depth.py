@@ -1,0 +1,131 @@
+"""Depth Anything (V1, V2 relative, V2 metric) through transformers, batched.
+
+Pre- and post-processing are transformers' own: the checkpoint's image processor, and
+`post_process_depth_estimation` back to each frame's original size. Batching only groups frames of
+the same size, so every frame gets exactly the preprocessing it would get alone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+DEPTH_KINDS = {"relative": "relative_disparity", "metric": "metric_depth_m"}
+
+# Real Depth Anything V2 architectures (as in the published configs), for random-weight smoke runs.
+_ARCHITECTURES = {
+    "depth-anything-v2-small": dict(hidden=384, heads=6, layers=12, out=[3, 6, 9, 12], neck=[48, 96, 192, 384], fusion=64),
+    "depth-anything-v2-base": dict(hidden=768, heads=12, layers=12, out=[3, 6, 9, 12], neck=[96, 192, 384, 768], fusion=128),
+    "depth-anything-v2-large": dict(
+        hidden=1024, heads=16, layers=24, out=[5, 12, 18, 24], neck=[256, 512, 1024, 1024], fusion=256
+    ),
+}
+
+
+def build_random(name: str, folder: str, seed: int = 0) -> None:
+    """Save a randomly initialised Depth Anything V2 of a real size, with the real image processor."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    arch = _ARCHITECTURES[name]
+    backbone = Dinov2Config(
+        hidden_size=arch["hidden"],
+        num_attention_heads=arch["heads"],
+        num_hidden_layers=arch["layers"],
+        image_size=518,
+        patch_size=14,
+        out_indices=arch["out"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=arch["hidden"],
+        neck_hidden_sizes=arch["neck"],
+        fusion_hidden_size=arch["fusion"],
+        depth_estimation_type="relative",
+    )
+    torch.manual_seed(seed)
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    depth_anything_processor().save_pretrained(folder)
+
+
+def depth_anything_processor(size: int = 518):
+    """The preprocessing every published Depth Anything checkpoint ships."""
+    from transformers.models.dpt.image_processing_dpt import DPTImageProcessor
+
+    return DPTImageProcessor(
+        do_resize=True,
+        size={"height": size, "width": size},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        resample=3,  # bicubic
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        do_pad=False,
+    )
+
+
+RANDOM_BUILDERS = {name: (lambda folder, name=name: build_random(name, folder)) for name in _ARCHITECTURES}
+
+
+def check_loadable(folder: str) -> None:
+    """Load the checkpoint once on CPU and refuse one whose weights do not match its config.
+
+    transformers only warns about missing weights and would silently run a half-random model.
+    """
+    from transformers import AutoConfig, AutoModelForDepthEstimation
+
+    config = AutoConfig.from_pretrained(folder)
+    if config.model_type != "depth_anything":
+        raise ValueError(f"expected a Depth Anything checkpoint, got model_type {config.model_type!r}")
+    _, info = AutoModelForDepthEstimation.from_pretrained(folder, output_loading_info=True)
+    for problem in ("missing_keys", "mismatched_keys", "unexpected_keys"):
+        if info.get(problem):
+            first = sorted(map(str, info[problem]))[0]
+            raise ValueError(f"weights do not match the config ({len(info[problem])} {problem.replace('_', ' ')}, e.g. {first})")
+
+
+def pick_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class DepthEstimator:
+    """A loaded checkpoint: `predict(frames)` returns float32 maps at each frame's size."""
+
+    def __init__(self, folder: str, device: str | None = None, precision: str = "fp32"):
+        from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
+
+        config = AutoConfig.from_pretrained(folder)
+        if config.model_type != "depth_anything":
+            raise ValueError(f"expected a Depth Anything checkpoint, got model_type {config.model_type!r}")
+        self.device = device or pick_device()
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+        if self.device == "cpu":
+            self.dtype = torch.float32  # half precision on CPU is slower and less accurate
+        self.kind = DEPTH_KINDS[getattr(config, "depth_estimation_type", "relative")]
+        self.processor = AutoImageProcessor.from_pretrained(folder)
+        self.model = AutoModelForDepthEstimation.from_pretrained(folder, dtype=self.dtype).to(self.device).eval()
+
+    @torch.inference_mode()
+    def predict(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """RGB uint8 [H, W, 3] frames -> float32 [H, W] depth, in input order."""
+        results: list[np.ndarray | None] = [None] * len(frames)
+        by_shape: dict[tuple, list[int]] = defaultdict(list)
+        for i, frame in enumerate(frames):
+            by_shape[frame.shape].append(i)
+        for shape, positions in by_shape.items():
+            maps = self._predict_same_size([frames[i] for i in positions], shape[:2])
+            for i, depth in zip(positions, maps):
+                results[i] = depth
+        return results  # type: ignore[return-value]
+
+    def _predict_same_size(self, frames: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
+        inputs = self.processor(images=frames, return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+        outputs = self.model(pixel_values=pixel_values)
+        outputs.predicted_depth = outputs.predicted_depth.float()
+        post = self.processor.post_process_depth_estimation(outputs, target_sizes=[size] * len(frames))
+        return [item["predicted_depth"].cpu().numpy().astype(np.float32, copy=False) for item in post]

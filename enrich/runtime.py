@@ -1,0 +1,69 @@
+"""Connecting to Ray and sizing the stages from what the cluster has.
+
+Default: an embedded local Ray started in-process. With `--address`, an existing cluster; the
+workers get this package through the runtime environment and only the non-secret AWS settings
+(endpoint, region, profile name). Credentials come from the cluster's own chain (instance roles,
+its environment), so they never travel with the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from enrich.errors import UsageError
+
+FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "ENRICH_CACHE")
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    cpus: float
+    gpus: float
+    nodes: int
+    cpus_per_node: int
+
+
+def init_ray(address: str | None) -> None:
+    """Start or join Ray once per process (tests share one session across runs)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+    try:
+        if address:
+            import enrich
+
+            env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+            runtime_env = {"py_modules": [os.path.dirname(enrich.__file__)], "env_vars": env}
+            ray.init(address=address, runtime_env=runtime_env, **quiet)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+    except Exception as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise UsageError(f"cannot start or join {where}: {str(exc).strip().splitlines()[0]}") from None
+    for name in ("ray", "ray.data", "ray.data._internal"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    configure_data_context()
+
+
+def configure_data_context() -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # enrich prints its own progress in clips and frames
+    ctx.print_on_execution_start = False
+    # A worker that crashes (a decoder segfault on a hostile file) loses its block, not the run: the
+    # clips it held are reported as failed by the driver, which sees their rows never arrived.
+    ctx.max_errored_blocks = -1
+
+
+def cluster_shape() -> ClusterShape:
+    import ray
+
+    resources = ray.cluster_resources()
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    per_node = max((int(n["Resources"].get("CPU", 0)) for n in alive), default=int(resources.get("CPU", 1)))
+    return ClusterShape(resources.get("CPU", 1.0), resources.get("GPU", 0.0), max(len(alive), 1), max(per_node, 1))

@@ -1,0 +1,88 @@
+"""What every stage shares: declared columns and resources, and failing items rather than batches.
+
+A stage is a small class: `__init__` loads what it needs once per worker (a model, for actor
+stages), `__call__(batch)` transforms a batch of rows given as a dict of numpy columns. Rows that
+already carry an `error` pass through untouched; a row that fails gets its own `error`, and the
+rest of its batch goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+ERROR = "error"  # per-row failure reason, None when the row is fine
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """How the pipeline applies one stage: its class, pool and resources."""
+
+    stage: type
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    actors: int | None = None  # None: a pool of Ray tasks; N: a pool of N actors holding a model
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    batch_size: int | None = None
+    remote_args: dict[str, Any] = field(default_factory=dict)  # extra Ray options, e.g. max_retries
+
+    def describe(self) -> str:
+        s = self.stage
+        pool = f"{self.actors} actor(s)" if self.actors else "tasks"
+        gpu = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
+        batch = f", batch {self.batch_size}" if self.batch_size else ""
+        return f"{s.name:<7} {pool}, {self.num_cpus:g} CPU{gpu}{batch}: reads {', '.join(s.inputs)} -> writes {', '.join(s.outputs)}"
+
+
+class Stage:
+    name: ClassVar[str]
+    inputs: ClassVar[tuple[str, ...]]
+    outputs: ClassVar[tuple[str, ...]]
+    drops: ClassVar[tuple[str, ...]] = ()  # inputs no later stage needs, removed to save memory
+
+
+def failed(value: object) -> bool:
+    """Whether a row's `error` holds a reason. Ray may turn an all-null column into NaN floats."""
+    return isinstance(value, str) and value != ""
+
+
+def ok_rows(batch: dict[str, np.ndarray]) -> list[int]:
+    return [i for i, err in enumerate(batch[ERROR]) if not failed(err)]
+
+
+def per_item(fn: Callable[[Sequence[Any]], list[Any]], items: Sequence[Any]) -> tuple[list[Any], list[str | None]]:
+    """Run `fn` on all items at once; if that fails, one by one, so only bad items fail.
+
+    Returns the results (None for failed items) and the per-item error reasons.
+    """
+    try:
+        return list(fn(items)), [None] * len(items)
+    except Exception:
+        pass
+    results: list[Any] = []
+    errors: list[str | None] = []
+    for item in items:
+        try:
+            results.append(fn([item])[0])
+            errors.append(None)
+        except Exception as exc:
+            results.append(None)
+            errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+    return results, errors
+
+
+def column(arrays: list[np.ndarray]) -> np.ndarray:
+    """A column of per-row arrays: stacked when shapes agree, else an object array (ragged)."""
+    if arrays and all(a.shape == arrays[0].shape for a in arrays):
+        return np.stack(arrays)
+    out = np.empty(len(arrays), dtype=object)
+    for i, array in enumerate(arrays):
+        out[i] = array
+    return out
+
+
+def empty_like_rows(n: int, dtype: Any, dims: int) -> list[np.ndarray]:
+    return [np.zeros((0,) * dims, dtype=dtype) for _ in range(n)]

@@ -1,0 +1,84 @@
+"""Decode: one clip row in, its sampled frames out, in chunks of a few frames.
+
+Runs as Ray tasks on CPUs. A clip that cannot be read becomes a single row with an `error`; every
+row of a clip carries `expected`, the number of rows the clip will produce in total, so the driver
+knows when all of a clip's rows have been written (see `enrich.pipeline`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from enrich import storage
+from enrich.errors import ClipError
+from enrich.ops import video
+from enrich.stages.base import ERROR, Stage
+
+CLIP_COLUMNS = ("clip_id", "clip_uri")
+FRAME_COLUMNS = ("frame_index", "timestamp_s", "width", "height", "frame", "expected")
+VIDEO_COLUMNS = ("source_frames", "fps", "duration_s")
+
+
+class Decode(Stage):
+    name = "decode"
+    inputs = CLIP_COLUMNS
+    outputs = (*FRAME_COLUMNS, *VIDEO_COLUMNS, ERROR)
+
+    def __init__(self, fps: float | None, max_frames: int | None, chunk: int = 8):
+        self.fps, self.max_frames, self.chunk = fps, max_frames, chunk
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        for clip_id, uri in zip(batch["clip_id"], batch["clip_uri"]):
+            yield from self.decode_clip(str(clip_id), str(uri))
+
+    def decode_clip(self, clip_id: str, uri: str) -> Iterator[dict[str, np.ndarray]]:
+        emitted = 0
+        try:
+            with storage.local_copy(uri) as path:
+                reader = video.open_video(path)
+                info, indices, timestamps = video.sampled(reader, self.fps, self.max_frames)
+                for chunk in video.read_chunks(reader, indices, timestamps, self.chunk):
+                    yield _frame_rows(clip_id, uri, chunk, info, expected=len(indices))
+                    emitted += len(chunk.indices)
+        except ClipError as exc:
+            yield _error_row(clip_id, uri, f"decode: {exc}", expected=emitted + 1)
+        except Exception as exc:  # unreadable object, network failure: the clip fails, the run goes on
+            reason = storage.describe_s3_error(exc, uri) if storage.is_s3(uri) else f"{type(exc).__name__}: {exc}"
+            yield _error_row(clip_id, uri, f"read: {reason}", expected=emitted + 1)
+
+
+def _frame_rows(clip_id: str, uri: str, chunk: video.FrameChunk, info: video.VideoInfo, expected: int) -> dict:
+    n = len(chunk.indices)
+    return {
+        "clip_id": np.array([clip_id] * n, dtype=object),
+        "clip_uri": np.array([uri] * n, dtype=object),
+        "frame_index": chunk.indices.astype(np.int64),
+        "timestamp_s": chunk.timestamps.astype(np.float64),
+        "width": np.full(n, chunk.frames.shape[2], dtype=np.int32),
+        "height": np.full(n, chunk.frames.shape[1], dtype=np.int32),
+        "frame": chunk.frames,
+        "expected": np.full(n, expected, dtype=np.int64),
+        "source_frames": np.full(n, info.source_frames, dtype=np.int64),
+        "fps": np.full(n, info.fps, dtype=np.float64),
+        "duration_s": np.full(n, info.duration_s, dtype=np.float64),
+        ERROR: np.array([None] * n, dtype=object),
+    }
+
+
+def _error_row(clip_id: str, uri: str, reason: str, expected: int) -> dict:
+    return {
+        "clip_id": np.array([clip_id], dtype=object),
+        "clip_uri": np.array([uri], dtype=object),
+        "frame_index": np.array([-1], dtype=np.int64),
+        "timestamp_s": np.array([np.nan]),
+        "width": np.zeros(1, dtype=np.int32),
+        "height": np.zeros(1, dtype=np.int32),
+        "frame": np.zeros((1, 0, 0, 3), dtype=np.uint8),
+        "expected": np.array([expected], dtype=np.int64),
+        "source_frames": np.zeros(1, dtype=np.int64),
+        "fps": np.array([np.nan]),
+        "duration_s": np.array([np.nan]),
+        ERROR: np.array([reason], dtype=object),
+    }

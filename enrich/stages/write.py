@@ -1,0 +1,67 @@
+"""Write: stage each clip's finished rows as Parquet parts, and report per-clip counts.
+
+Parts go under OUTPUT/_staging/RUN_ID/CLIP_KEY/, invisible to manifest readers. The driver commits
+a clip (one atomic file in frames/) once the counts say all of its rows have been staged.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from enrich import storage
+from enrich.manifest.schema import FRAMES, clip_key
+from enrich.stages.base import ERROR, Stage, failed
+
+SUMMARY_COLUMNS = ("clip_id", "clip_uri", "rows_ok", "rows_failed", "expected", "error",
+                   "source_frames", "fps", "duration_s", "width", "height")
+
+
+class WriteParts(Stage):
+    name = "write"
+    inputs = tuple(c for c in FRAMES.names if c not in ("depth_model", "run_id", "config_hash")) + (
+        "expected", "source_frames", "fps", "duration_s", ERROR)
+    outputs = SUMMARY_COLUMNS
+
+    def __init__(self, staging: str, constants: dict[str, str]):
+        self.staging, self.constants = staging, constants
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        by_clip: dict[str, list[int]] = defaultdict(list)
+        for i, clip_id in enumerate(batch["clip_id"]):
+            by_clip[str(clip_id)].append(i)
+        summary: dict[str, list] = {c: [] for c in SUMMARY_COLUMNS}
+        for clip_id, rows in by_clip.items():
+            good = [i for i in rows if not failed(batch[ERROR][i])]
+            errors = [batch[ERROR][i] for i in rows if failed(batch[ERROR][i])]
+            if good:
+                self._write_part(clip_id, batch, good)
+            first = rows[0]
+            summary["clip_id"].append(clip_id)
+            summary["clip_uri"].append(str(batch["clip_uri"][first]))
+            summary["rows_ok"].append(len(good))
+            summary["rows_failed"].append(len(errors))
+            summary["expected"].append(int(min(batch["expected"][i] for i in rows)))
+            summary["error"].append(errors[0] if errors else None)
+            src = good[0] if good else first
+            for c in ("source_frames", "fps", "duration_s", "width", "height"):
+                summary[c].append(batch[c][src].item())
+        return {c: np.array(v, dtype=object if c in ("clip_id", "clip_uri", "error") else None)
+                for c, v in summary.items()}
+
+    def _write_part(self, clip_id: str, batch: dict[str, np.ndarray], rows: list[int]) -> None:
+        columns = {}
+        for name in FRAMES.names:
+            if name in self.constants:
+                columns[name] = [self.constants[name]] * len(rows)
+            else:
+                columns[name] = [batch[name][i] for i in rows]
+        table = pa.table(columns, schema=FRAMES)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        storage.write_bytes(storage.join(self.staging, clip_key(clip_id), f"{uuid.uuid4().hex}.parquet"), buffer.getvalue())

@@ -1,0 +1,268 @@
+"""One small storage layer for local paths and `s3://` URIs.
+
+S3 goes through boto3 with the standard AWS settings (AWS_ENDPOINT_URL, AWS_PROFILE, AWS_REGION,
+credentials chain), so any S3-compatible store works. Writes are atomic on both backends: a local
+write goes to a hidden temporary file in the same folder, is fsynced and renamed over the target;
+an S3 PUT is atomic by itself. Readers therefore never see a partial file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from enrich.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size: int
+    etag: str  # S3 ETag, or "mtime_ns-size" for local files: changes whenever the content may have
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise UsageError(f"expected s3://BUCKET/PREFIX, got {uri!r}")
+    return bucket, key
+
+
+def normalize(uri: str) -> str:
+    """Absolute local paths and `s3://bucket/prefix` without a trailing slash."""
+    if is_s3(uri):
+        return uri.rstrip("/") if uri.count("/") > 2 else uri
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def join(base: str, *parts: str) -> str:
+    if is_s3(base):
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return os.path.join(base, *parts)
+
+
+def relative(uri: str, base: str) -> str:
+    """`uri` relative to `base`, '/'-separated (the stable clip id)."""
+    if is_s3(uri):
+        return uri[len(base.rstrip("/")) + 1 :]
+    return os.path.relpath(uri, base).replace(os.sep, "/")
+
+
+@functools.cache
+def s3_client():
+    """One client per process; boto3 reads the standard AWS settings from the environment."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+    return boto3.session.Session().client("s3", config=config)
+
+
+def describe_s3_error(exc: Exception, uri: str) -> str:
+    """One readable line for the botocore errors users actually hit."""
+    from botocore import exceptions as bx
+
+    if isinstance(exc, bx.NoCredentialsError):
+        return f"no AWS credentials found for {uri} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "the AWS S3 endpoint")
+        return f"cannot reach {endpoint} for {uri}"
+    if isinstance(exc, bx.ProfileNotFound):
+        return f"AWS profile not found: {exc}"
+    if isinstance(exc, bx.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        known = {
+            "NoSuchBucket": "bucket does not exist",
+            "AccessDenied": "access denied",
+            "InvalidAccessKeyId": "bad AWS credentials (unknown access key id)",
+            "SignatureDoesNotMatch": "bad AWS credentials (secret key does not match)",
+            "NoSuchKey": "object does not exist",
+            "404": "object does not exist",
+            "403": "access denied",
+        }
+        return f"{known.get(code, code or 'S3 error')}: {uri}"
+    return f"{type(exc).__name__}: {exc} ({uri})"
+
+
+@contextmanager
+def s3_errors(uri: str):
+    """Turn botocore failures into a one-line UsageError."""
+    from botocore import exceptions as bx
+
+    try:
+        yield
+    except (bx.BotoCoreError, bx.ClientError) as exc:
+        raise UsageError(describe_s3_error(exc, uri)) from None
+
+
+def list_objects(prefix: str) -> Iterator[ObjectInfo]:
+    """Every object under `prefix` (a folder, a file, or an S3 prefix), recursively."""
+    if is_s3(prefix):
+        bucket, key = split_s3(prefix)
+        with s3_errors(prefix):
+            head = stat(prefix) if key else None
+            if head is not None:
+                yield head
+                return
+            pages = s3_client().get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=key.rstrip("/") + "/" if key else ""
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(f"s3://{bucket}/{obj['Key']}", obj["Size"], obj["ETag"].strip('"'))
+        return
+    if os.path.isfile(prefix):
+        yield _local_info(prefix)
+        return
+    if not os.path.isdir(prefix):
+        raise UsageError(f"input does not exist: {prefix}")
+    for root, dirs, files in os.walk(prefix):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield _local_info(os.path.join(root, name))
+
+
+def _local_info(path: str) -> ObjectInfo:
+    st = os.stat(path)
+    return ObjectInfo(path, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}")
+
+
+def stat(uri: str) -> ObjectInfo | None:
+    if not is_s3(uri):
+        return _local_info(uri) if os.path.isfile(uri) else None
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3(uri)
+    try:
+        head = s3_client().head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return ObjectInfo(uri, head["ContentLength"], head["ETag"].strip('"'))
+
+
+def exists(uri: str) -> bool:
+    return stat(uri) is not None
+
+
+def read_bytes(uri: str) -> bytes:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    with open(uri, "rb") as f:
+        return f.read()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Atomic: readers see the old object or the new one, never a partial file."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    folder = os.path.dirname(uri)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(uri)}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, uri)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def delete(uri: str) -> None:
+    """Remove one object; a missing one is not an error."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        s3_client().delete_object(Bucket=bucket, Key=key)
+    elif os.path.exists(uri):
+        os.unlink(uri)
+
+
+def delete_prefix(prefix: str) -> None:
+    """Remove everything under a folder or S3 prefix."""
+    if not is_s3(prefix):
+        shutil.rmtree(prefix, ignore_errors=True)
+        return
+    bucket, key = split_s3(prefix)
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/")
+    for page in pages:
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if keys:
+            s3_client().delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def list_uris(prefix: str) -> list[str]:
+    """Objects under a folder or prefix; empty when it does not exist."""
+    if not is_s3(prefix) and not os.path.isdir(prefix):
+        return []
+    return [info.uri for info in list_objects(prefix)]
+
+
+def download(uri: str, dest: str) -> None:
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    bucket, key = split_s3(uri)
+    s3_client().download_file(bucket, key, dest)
+
+
+@contextmanager
+def local_copy(uri: str, scratch: str | None = None) -> Iterator[str]:
+    """A local path for `uri`: the file itself, or a temporary download removed afterwards."""
+    if not is_s3(uri):
+        yield uri
+        return
+    fd, path = tempfile.mkstemp(prefix="enrich-", suffix=os.path.splitext(uri)[1], dir=scratch)
+    os.close(fd)
+    try:
+        download(uri, path)
+        yield path
+    finally:
+        os.unlink(path)
+
+
+def check_readable(uri: str) -> None:
+    """Fail fast with one line when an input cannot be listed."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        with s3_errors(uri):
+            s3_client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    elif not os.path.exists(uri):
+        raise UsageError(f"input does not exist: {uri}")
+
+
+def check_writable(uri: str) -> None:
+    """Write and remove a probe object so bad credentials or paths fail before any work."""
+    probe = join(uri, f"_probe-{uuid.uuid4().hex}")
+    try:
+        if is_s3(uri):
+            with s3_errors(uri):
+                write_bytes(probe, b"")
+                delete(probe)
+        else:
+            write_bytes(probe, b"")
+            delete(probe)
+    except OSError as exc:
+        raise UsageError(f"cannot write to output {uri}: {exc.strerror or exc}") from None
