@@ -36,9 +36,5 @@ def list_clips(input_uri: str) -> list[Clip]:
     if len(objects) == 1 and objects[0].uri == base:  # INPUT named one file
         only = objects[0]
         return [Clip(os.path.basename(base.rstrip("/")), only.uri, only.size, only.etag)]
-    clips = [
-        Clip(storage.relative(o.uri, base), o.uri, o.size, o.etag)
-        for o in objects
-        if is_video_name(o.uri)
-    ]
+    clips = [Clip(storage.relative(o.uri, base), o.uri, o.size, o.etag) for o in objects if is_video_name(o.uri)]
     return sorted(clips, key=lambda c: c.clip_id)

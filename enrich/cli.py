@@ -46,10 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"hub id, local save_pretrained folder, s3:// prefix, or random:depth-anything-v2-small "
         f"(random weights, smoke runs only) (default: {DEFAULT_DEPTH_MODEL})",
     )
-    depth.add_argument("--depth-batch-size", type=int, default=s, help="frames per forward pass (default: 4 CPU, 16 GPU)")
-    depth.add_argument("--depth-gpus", type=float, default=s, help="GPUs per actor, fractions share a GPU (default: 1 if any)")
-    depth.add_argument("--depth-pool-size", type=int, default=s, help="depth actors (default: GPUs / --depth-gpus, or 1)")
-    depth.add_argument("--depth-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)")
+    depth.add_argument(
+        "--depth-batch-size", type=int, default=s, help="frames per forward pass (default: 4 CPU, 16 GPU)"
+    )
+    depth.add_argument(
+        "--depth-gpus", type=float, default=s, help="GPUs per actor, fractions share a GPU (default: 1 if any)"
+    )
+    depth.add_argument(
+        "--depth-pool-size", type=int, default=s, help="depth actors (default: GPUs / --depth-gpus, or 1)"
+    )
+    depth.add_argument(
+        "--depth-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)"
+    )
     depth.add_argument("--depth-threads", type=int, default=s, help="torch threads per CPU actor (default: node cores)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     run.set_defaults(func=cmd_run)
@@ -73,9 +81,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Ray's C++ core logs internal notices straight to the terminal; failures still surface as
-    # Python exceptions and per-clip reasons.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

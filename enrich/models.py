@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from enrich import storage
 from enrich.errors import UsageError
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 RANDOM_SEED = 0
 
 
@@ -63,7 +68,9 @@ def resolve(spec: str, random_builders: dict[str, Callable[[str], None]]) -> Mod
     if spec.startswith("random:"):
         name = spec[len("random:") :]
         if name not in random_builders:
-            raise UsageError(f"unknown smoke model {spec!r} (known: {', '.join('random:' + n for n in random_builders)})")
+            raise UsageError(
+                f"unknown smoke model {spec!r} (known: {', '.join('random:' + n for n in random_builders)})"
+            )
         return ModelRef(spec, "random", name, f"seed{RANDOM_SEED}")
     if storage.is_s3(spec):
         prefix = storage.normalize(spec)
@@ -126,7 +133,9 @@ def materialize(ref: ModelRef, random_builders: dict[str, Callable[[str], None]]
     if ref.kind == "hub":
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(ref.location, revision=ref.revision, allow_patterns=["*.json", "*.safetensors", "*.txt"])
+        return snapshot_download(
+            ref.location, revision=ref.revision, allow_patterns=["*.json", "*.safetensors", "*.txt"]
+        )
     key = hashlib.sha256(ref.identity.encode()).hexdigest()[:16]
     folder = os.path.join(cache_dir(), "models", key)
     marker = os.path.join(folder, ".complete")

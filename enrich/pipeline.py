@@ -14,6 +14,7 @@ import json
 import sys
 import time
 import uuid
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -84,7 +85,9 @@ def prepare(cfg: RunConfig) -> Prepared:
     try:
         check_loadable(materialize(model, RANDOM_BUILDERS))
     except Exception as exc:
-        raise UsageError(f"depth model {cfg.depth.model} cannot be loaded: {str(exc).strip().splitlines()[0]}") from None
+        raise UsageError(
+            f"depth model {cfg.depth.model} cannot be loaded: {str(exc).strip().splitlines()[0]}"
+        ) from None
     clips = list_clips(cfg.input)
     if not clips:
         raise UsageError(f"no video files under {cfg.input}")
@@ -112,7 +115,9 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     return [
         # A decoder that crashes its worker is retried twice, then its clip is reported failed
         # (Ray's default is to retry forever). This also keeps decoding out of the depth actors.
-        StagePlan(Decode, dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip), batch_size=1, remote_args={"max_retries": 2}),
+        StagePlan(
+            Decode, dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip), batch_size=1, remote_args={"max_retries": 2}
+        ),
         StagePlan(
             Depth,
             dict(model=prep.model, precision=d.precision, threads=threads),
@@ -133,18 +138,21 @@ def build_dataset(clips: list[Clip], plans: list[StagePlan]):
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 100_000)))
     for p in plans:
         if p.actors:  # the class itself: Ray constructs it once per actor (loading the model there)
-            fn, extra = p.stage, dict(compute=ray.data.ActorPoolStrategy(size=p.actors), fn_constructor_kwargs=p.kwargs)
+            fn = p.stage
+            extra = dict(compute=ray.data.ActorPoolStrategy(size=p.actors), fn_constructor_kwargs=p.kwargs)
         else:  # a cheap instance, shipped to stateless tasks
             fn, extra = p.stage(**p.kwargs), {}
-        ds = ds.map_batches(
-            fn,
-            batch_size=p.batch_size,
-            batch_format="numpy",
-            num_cpus=p.num_cpus,
-            num_gpus=p.num_gpus or None,
-            **extra,
-            **p.remote_args,
-        )
+        with warnings.catch_warnings():  # max_retries has no named parameter yet (Ray 2.60)
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            ds = ds.map_batches(
+                fn,
+                batch_size=p.batch_size,
+                batch_format="numpy",
+                num_cpus=p.num_cpus,
+                num_gpus=p.num_gpus or None,
+                **extra,
+                **p.remote_args,
+            )
     return ds
 
 
@@ -242,8 +250,10 @@ def _record(summary: RunSummary, clip_id: str, error: str | None, n_frames: int)
 def _progress(log, tracker: ClipTracker, summary: RunSummary, total: int, elapsed: float) -> None:
     done = summary.clips_ok + summary.clips_failed
     rate = tracker.frames_ok / elapsed if elapsed > 0 else 0.0
-    log(f"progress: {done}/{total} clips done ({summary.clips_failed} failed), "
-        f"{tracker.frames_ok} frames, {rate:.2f} frames/s, {elapsed:.0f}s")
+    log(
+        f"progress: {done}/{total} clips done ({summary.clips_failed} failed), "
+        f"{tracker.frames_ok} frames, {rate:.2f} frames/s, {elapsed:.0f}s"
+    )
 
 
 def _config_record(prep: Prepared) -> dict:

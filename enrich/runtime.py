@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from enrich.errors import UsageError
 
-FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "ENRICH_CACHE")
+FORWARDED_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "ENRICH_CACHE",
+)
 
 
 @dataclass(frozen=True)

@@ -116,8 +116,10 @@ def list_objects(prefix: str) -> Iterator[ObjectInfo]:
             if head is not None:
                 yield head
                 return
-            pages = s3_client().get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=key.rstrip("/") + "/" if key else ""
+            pages = (
+                s3_client()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/" if key else "")
             )
             for page in pages:
                 for obj in page.get("Contents", []):

@@ -16,8 +16,12 @@ DEPTH_KINDS = {"relative": "relative_disparity", "metric": "metric_depth_m"}
 
 # Real Depth Anything V2 architectures (as in the published configs), for random-weight smoke runs.
 _ARCHITECTURES = {
-    "depth-anything-v2-small": dict(hidden=384, heads=6, layers=12, out=[3, 6, 9, 12], neck=[48, 96, 192, 384], fusion=64),
-    "depth-anything-v2-base": dict(hidden=768, heads=12, layers=12, out=[3, 6, 9, 12], neck=[96, 192, 384, 768], fusion=128),
+    "depth-anything-v2-small": dict(
+        hidden=384, heads=6, layers=12, out=[3, 6, 9, 12], neck=[48, 96, 192, 384], fusion=64
+    ),
+    "depth-anything-v2-base": dict(
+        hidden=768, heads=12, layers=12, out=[3, 6, 9, 12], neck=[96, 192, 384, 768], fusion=128
+    ),
     "depth-anything-v2-large": dict(
         hidden=1024, heads=16, layers=24, out=[5, 12, 18, 24], neck=[256, 512, 1024, 1024], fusion=256
     ),
@@ -85,7 +89,9 @@ def check_loadable(folder: str) -> None:
     for problem in ("missing_keys", "mismatched_keys", "unexpected_keys"):
         if info.get(problem):
             first = sorted(map(str, info[problem]))[0]
-            raise ValueError(f"weights do not match the config ({len(info[problem])} {problem.replace('_', ' ')}, e.g. {first})")
+            raise ValueError(
+                f"weights do not match the config ({len(info[problem])} {problem.replace('_', ' ')}, e.g. {first})"
+            )
 
 
 def pick_device() -> str:

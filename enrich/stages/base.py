@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-ERROR = "error"  # per-row failure reason, None when the row is fine
+ERROR = "error"  # per-row failure reason, "" when the row is fine (never null: Arrow would type it double)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def _frame_rows(clip_id: str, uri: str, chunk: video.FrameChunk, info: video.Vid
         "source_frames": np.full(n, info.source_frames, dtype=np.int64),
         "fps": np.full(n, info.fps, dtype=np.float64),
         "duration_s": np.full(n, info.duration_s, dtype=np.float64),
-        ERROR: np.array([None] * n, dtype=object),
+        ERROR: np.array([""] * n, dtype=object),
     }
 
 

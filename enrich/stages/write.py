@@ -18,14 +18,30 @@ from enrich import storage
 from enrich.manifest.schema import FRAMES, clip_key
 from enrich.stages.base import ERROR, Stage, failed
 
-SUMMARY_COLUMNS = ("clip_id", "clip_uri", "rows_ok", "rows_failed", "expected", "error",
-                   "source_frames", "fps", "duration_s", "width", "height")
+SUMMARY_COLUMNS = (
+    "clip_id",
+    "clip_uri",
+    "rows_ok",
+    "rows_failed",
+    "expected",
+    "error",
+    "source_frames",
+    "fps",
+    "duration_s",
+    "width",
+    "height",
+)
 
 
 class WriteParts(Stage):
     name = "write"
     inputs = tuple(c for c in FRAMES.names if c not in ("depth_model", "run_id", "config_hash")) + (
-        "expected", "source_frames", "fps", "duration_s", ERROR)
+        "expected",
+        "source_frames",
+        "fps",
+        "duration_s",
+        ERROR,
+    )
     outputs = SUMMARY_COLUMNS
 
     def __init__(self, staging: str, constants: dict[str, str]):
@@ -47,12 +63,13 @@ class WriteParts(Stage):
             summary["rows_ok"].append(len(good))
             summary["rows_failed"].append(len(errors))
             summary["expected"].append(int(min(batch["expected"][i] for i in rows)))
-            summary["error"].append(errors[0] if errors else None)
+            summary["error"].append(errors[0] if errors else "")
             src = good[0] if good else first
             for c in ("source_frames", "fps", "duration_s", "width", "height"):
                 summary[c].append(batch[c][src].item())
-        return {c: np.array(v, dtype=object if c in ("clip_id", "clip_uri", "error") else None)
-                for c, v in summary.items()}
+        return {
+            c: np.array(v, dtype=object if c in ("clip_id", "clip_uri", "error") else None) for c, v in summary.items()
+        }
 
     def _write_part(self, clip_id: str, batch: dict[str, np.ndarray], rows: list[int]) -> None:
         columns = {}
@@ -64,4 +81,6 @@ class WriteParts(Stage):
         table = pa.table(columns, schema=FRAMES)
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
-        storage.write_bytes(storage.join(self.staging, clip_key(clip_id), f"{uuid.uuid4().hex}.parquet"), buffer.getvalue())
+        storage.write_bytes(
+            storage.join(self.staging, clip_key(clip_id), f"{uuid.uuid4().hex}.parquet"), buffer.getvalue()
+        )

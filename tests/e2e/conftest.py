@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from enrich.cli import main
+
+
+@pytest.fixture
+def run(ray_session, capsys):
+    """`enrich run ...` in-process, sharing the session's Ray; returns (exit code, stdout, stderr)."""
+
+    def _run(*args: str):
+        code = main(["run", *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+@pytest.fixture
+def small_input(tmp_path, fixtures_dir) -> Path:
+    """Two small real clips in a nested folder layout."""
+    folder = tmp_path / "input"
+    (folder / "aerial").mkdir(parents=True)
+    shutil.copy(fixtures_dir / "tiny_2fps.mp4", folder / "aerial" / "field.mp4")
+    shutil.copy(fixtures_dir / "davis_rollercoaster.mp4", folder / "coaster.mp4")
+    return folder
+
+
+def read_table(path):
+    """A manifest table, local or s3://, read the way users read it."""
+    path = str(path)
+    if path.startswith("s3://"):
+        import pyarrow.fs as pafs
+
+        from enrich import storage
+
+        files = [u for u in storage.list_uris(path) if u.endswith(".parquet")]
+        return pq.read_table([u[len("s3://"):] for u in files], filesystem=_s3fs()) if files else None
+    return pq.read_table(path)
+
+
+def _s3fs():
+    import os
+
+    import pyarrow.fs as pafs
+
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    return pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", region="us-east-1",
+                             access_key=os.environ["AWS_ACCESS_KEY_ID"], secret_key=os.environ["AWS_SECRET_ACCESS_KEY"])
+
+
+def decode_depth(row) -> np.ndarray:
+    """The README's decode formula."""
+    from PIL import Image
+
+    codes = np.asarray(Image.open(io.BytesIO(row["depth_png"]))).astype(np.uint16)
+    depth = codes * row["depth_scale"] + row["depth_offset"]
+    return np.where(codes == 0, np.nan, depth)

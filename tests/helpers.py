@@ -1,0 +1,119 @@
+"""Builders for test inputs: tiny models of the real architectures and generated clips."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+
+def save_tiny_depth_anything(folder: Path, metric: bool = False, size: int = 70) -> Path:
+    """Same classes as Depth Anything V2 (DINOv2 backbone + DPT head), tiny and random."""
+    import torch
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    from enrich.ops.depth import depth_anything_processor
+
+    backbone = Dinov2Config(
+        hidden_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=4,
+        intermediate_size=64,
+        image_size=size,
+        patch_size=14,
+        out_indices=[1, 2, 3, 4],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=32,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        depth_estimation_type="metric" if metric else "relative",
+        max_depth=20 if metric else 1,
+    )
+    torch.manual_seed(1)
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    depth_anything_processor(size).save_pretrained(folder)
+    return folder
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = 10, faststart: bool = True) -> Path:
+    import av
+
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_audio_only(path: Path) -> Path:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def gradient_frames(n: int, height: int = 48, width: int = 64) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([np.dstack([(x * 4 + i * 8) % 256, (y * 5) % 256, np.full_like(x, 128)]) for i in range(n)]).astype(
+        np.uint8
+    )
+
+
+def garble_media_data(path: Path) -> bytes:
+    """The clip with the middle 60% of its coded frames overwritten: the index is intact, the
+    frames are not, so it opens but fails while decoding."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"mdat":
+            start, end = pos + size // 5, pos + size * 4 // 5
+            data[start:end] = np.random.default_rng(0).integers(0, 256, end - start, dtype=np.uint8).tobytes()
+            return bytes(data)
+        pos += size
+    raise ValueError(f"no mdat box in {path}")
+
+
+BAD_CLIPS = {
+    "empty.mp4": "decode: empty file (0 bytes)",
+    "not_a_video.mp4": "decode: cannot open as a video",
+    "truncated.mp4": "decode:",
+    "audio_only.mp4": "decode: no video stream",
+    "corrupt.mp4": "decode: corrupt or truncated video stream",
+}
+
+
+def write_bad_clips(folder: Path, fixtures: Path) -> Path:
+    shutil.copy(fixtures / "tiny_2fps.mp4", folder / "good.mp4")
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "not_a_video.mp4").write_text("this is a text file with a video extension\n")
+    full = write_video(folder / "_full.mp4", gradient_frames(30))
+    data = full.read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    full.unlink()
+    write_audio_only(folder / "audio_only.mp4")
+    (folder / "corrupt.mp4").write_bytes(garble_media_data(fixtures / "sintel_scene_cuts_10s.mp4"))
+    (folder / "notes.txt").write_text("not a clip: ignored\n")
+    return folder

@@ -1,0 +1,76 @@
+"""Depth against transformers' own reference usage, on real frames, without Ray."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from enrich.models import ModelRef
+from enrich.ops.depth import DepthEstimator, check_loadable
+from enrich.stages.depth import Depth
+
+
+@pytest.fixture(scope="module")
+def frames(fixtures_dir):
+    import decord
+
+    portrait = decord.VideoReader(str(fixtures_dir / "portrait_with_audio.mp4")).get_batch([0, 30]).asnumpy()
+    street = decord.VideoReader(str(fixtures_dir / "tokyo_walk.mp4")).get_batch([0, 15, 30]).asnumpy()
+    return [portrait[0], street[0], street[1], portrait[1], street[2]]
+
+
+def reference(model_dir, frame):
+    from transformers import pipeline
+
+    pipe = pipeline("depth-estimation", model=str(model_dir), device="cpu")
+    return pipe(Image.fromarray(frame))["predicted_depth"].numpy()
+
+
+def test_batched_mixed_sizes_equal_pipeline(tiny_depth_model, frames):
+    estimator = DepthEstimator(str(tiny_depth_model))
+    maps = estimator.predict(frames)
+    for frame, depth in zip(frames, maps):
+        assert depth.shape == frame.shape[:2] and depth.dtype == np.float32
+        ref = reference(tiny_depth_model, frame)
+        assert depth.std() > 0
+        np.testing.assert_allclose(depth, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+
+
+def test_kind_follows_the_checkpoint(tiny_depth_model, tiny_metric_model):
+    assert DepthEstimator(str(tiny_depth_model)).kind == "relative_disparity"
+    assert DepthEstimator(str(tiny_metric_model)).kind == "metric_depth_m"
+
+
+def test_stage_skips_error_rows_and_drops_frames(tiny_depth_model, frames):
+    model = ModelRef(str(tiny_depth_model), "local", str(tiny_depth_model), "h")
+    stage = Depth(model, threads=1)
+    batch = {
+        "frame": np.array([frames[1], np.zeros((0, 0, 3), np.uint8), frames[2]] + [], dtype=object),
+        "error": np.array(["", "decode: broken", ""], dtype=object),
+    }
+    out = stage(batch)
+    assert "frame" not in out and out["error"].tolist() == ["", "decode: broken", ""]
+    assert out["depth"][0].shape == frames[1].shape[:2] and out["depth"][1].size == 0
+    assert list(out["depth_kind"]) == ["relative_disparity"] * 3
+
+
+def test_a_failing_frame_fails_alone(tiny_depth_model, frames):
+    model = ModelRef(str(tiny_depth_model), "local", str(tiny_depth_model), "h")
+    stage = Depth(model, threads=1)
+    bad = np.zeros((5, 7), np.uint8)  # not an RGB frame: the processor rejects it
+    batch = {"frame": np.array([frames[1], bad], dtype=object), "error": np.array(["", ""], dtype=object)}
+    out = stage(batch)
+    assert out["error"][0] == "" and out["error"][1].startswith("depth: ")
+    assert out["depth"][0].shape == frames[1].shape[:2]
+
+
+def test_mismatched_checkpoint_is_refused(tiny_depth_model, tmp_path):
+    import json
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_depth_model, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["fusion_hidden_size"] = 24  # the saved weights were built with 16
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception, match="size|shape|mismatch"):
+        check_loadable(str(broken))

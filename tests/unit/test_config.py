@@ -1,0 +1,72 @@
+import pytest
+
+from enrich.config import DEFAULT_DEPTH_MODEL, build, load_file
+from enrich.errors import UsageError
+
+
+def test_defaults():
+    cfg = build({"input": "in", "output": "out"})
+    assert cfg.depth.model == DEFAULT_DEPTH_MODEL and cfg.fps is None and cfg.depth.precision == "fp32"
+
+
+def test_yaml_flat_and_nested_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("fps: 2\nmax-frames-per-clip: 5\ndepth:\n  batch_size: 8\n  model: random:depth-anything-v2-small\n")
+    values = load_file(str(path))
+    cfg = build({**values, "input": "i", "output": "o"})
+    assert cfg.fps == 2 and cfg.max_frames_per_clip == 5 and cfg.depth.batch_size == 8
+
+
+def test_toml_and_flags_override(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('fps = 2\ndepth_model = "a"\n')
+    values = load_file(str(path))
+    values.update(fps=5.0)
+    cfg = build({**values, "input": "i", "output": "o"})
+    assert cfg.fps == 5.0 and cfg.depth.model == "a"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"fps": 0}, "--fps must be > 0"),
+        ({"max_frames_per_clip": 1.5}, "whole number"),
+        ({"depth_precision": "fp8"}, "--depth-precision must be one of"),
+        ({"depth_gpus": -1}, "--depth-gpus must be >= 0"),
+        ({"depth_batch_size": "x"}, "must be a number"),
+    ],
+)
+def test_bad_values(values, message):
+    with pytest.raises(UsageError, match=message):
+        build({"input": "i", "output": "o", **values})
+
+
+def test_unknown_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("fsp: 2\n")
+    with pytest.raises(UsageError, match="unknown config key 'fsp'"):
+        load_file(str(path))
+
+
+def test_unparsable_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("fps = = 2\n")
+    with pytest.raises(UsageError, match="cannot parse config"):
+        load_file(str(path))
+
+
+def test_output_hash_tracks_what_changes_rows():
+    base = build({"input": "i", "output": "o"})
+    same = build({"input": "other", "output": "o2", "depth_batch_size": 32, "depth_pool_size": 3})
+    assert base.output_hash("m@1") == same.output_hash("m@1")
+    assert base.output_hash("m@1") != base.output_hash("m@2")
+    assert base.output_hash("m@1") != build({"input": "i", "output": "o", "fps": 1}).output_hash("m@1")
+
+
+def test_saved_config_feeds_back(tmp_path):
+    import yaml
+
+    cfg = build({"input": "i", "output": "o", "fps": 3, "depth_batch_size": 2})
+    path = tmp_path / "saved.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_flat()))
+    assert build(load_file(str(path))) == cfg

@@ -1,0 +1,65 @@
+
+from enrich.catalog import Clip
+from enrich.manifest.commit import merge_clips
+from enrich.plan import make_plan
+from enrich.tracker import ClipTracker
+
+
+def clip(name, size=10, etag="e"):
+    return Clip(name, f"/in/{name}", size, etag)
+
+
+def state(**status):
+    rows = [
+        dict(clip_id=n, clip_uri=f"/in/{n}", size_bytes=10, etag="e", status=s, error=None if s == "ok" else "x",
+             n_frames=1, config_hash="h1", run_id="r0", depth_model="m")
+        for n, s in status.items()
+    ]
+    return merge_clips(None, rows)
+
+
+def test_plan_reasons():
+    previous = state(a="ok", b="ok", c="failed", d="ok")
+    clips = [clip("a"), clip("b", size=11), clip("c"), clip("d", etag="x"), clip("e")]
+    plan = make_plan(clips, previous, "h1")
+    assert plan.reasons == {"b": "changed", "c": "failed", "d": "changed", "e": "new"}
+    assert plan.skipped == 1
+    assert make_plan(clips, previous, "h2").reasons["a"] == "config"
+    assert len(make_plan(clips, previous, "h1", force=True).todo) == 5
+
+
+def test_merge_replaces_rows_of_the_same_clip():
+    previous = state(a="ok", b="failed")
+    merged = merge_clips(previous, [dict(clip_id="b", clip_uri="/in/b", size_bytes=10, etag="e", status="ok",
+                                         n_frames=3, config_hash="h1", run_id="r1", depth_model="m")])
+    rows = {r["clip_id"]: r for r in merged.to_pylist()}
+    assert len(merged) == 2 and rows["b"]["status"] == "ok" and rows["b"]["run_id"] == "r1"
+    assert rows["a"]["run_id"] == "r0"
+
+
+def summary(clip_id, ok, failed, expected, error=None):
+    return dict(clip_id=clip_id, clip_uri="u", rows_ok=ok, rows_failed=failed, expected=expected, error=error,
+                source_frames=10, fps=1.0, duration_s=10.0, width=4, height=3)
+
+
+def test_tracker_finishes_clip_when_all_rows_arrive_in_any_order():
+    t = ClipTracker()
+    assert t.add(summary("a", 4, 0, 10)) is None
+    assert t.add(summary("b", 2, 0, 2)).ok
+    done = t.add(summary("a", 6, 0, 10))
+    assert done.ok and done.rows_ok == 10 and t.frames_ok == 12
+
+
+def test_tracker_partial_decode_failure_uses_smallest_claim():
+    # 16 frames decoded of 40 planned, then the decoder failed: the error row claims 17 rows.
+    t = ClipTracker()
+    assert t.add(summary("a", 0, 1, 17, error="decode: corrupt")) is None
+    assert t.add(summary("a", 8, 0, 40)) is None
+    done = t.add(summary("a", 8, 0, 40))
+    assert done is not None and not done.ok and done.error == "decode: corrupt"
+
+
+def test_tracker_reports_unfinished():
+    t = ClipTracker()
+    t.add(summary("a", 1, 0, 2))
+    assert t.unfinished(["a", "b"]) == ["a", "b"]

@@ -1,0 +1,31 @@
+import numpy as np
+
+from enrich.ops.sampling import sample_indices
+
+
+def test_every_frame_when_no_fps():
+    assert sample_indices(np.arange(5) / 24, None, None).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_fps_keeps_first_frame_of_each_bin():
+    ts = np.arange(48) / 24  # 2 s at 24 fps
+    assert sample_indices(ts, 2, None).tolist() == [0, 12, 24, 36]
+    assert sample_indices(ts, 1, None).tolist() == [0, 24]
+
+
+def test_fps_higher_than_stream_keeps_every_frame():
+    ts = np.arange(4) / 2.0
+    assert sample_indices(ts, 30, None).tolist() == [0, 1, 2, 3]
+
+
+def test_variable_frame_rate_is_sampled_in_time():
+    ts = np.array([0.0, 0.1, 0.2, 0.9, 1.05, 1.1, 2.5, 2.6])
+    assert sample_indices(ts, 1, None).tolist() == [0, 4, 6]
+
+
+def test_max_frames_keeps_the_first():
+    assert sample_indices(np.arange(100) / 10, 1, 3).tolist() == [0, 10, 20]
+
+
+def test_empty():
+    assert sample_indices(np.array([]), 1, None).tolist() == []
