@@ -40,14 +40,18 @@ def init_ray(address: str | None) -> None:
         return
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     try:
-        if address:
+        if not address and os.environ.get("RAY_ADDRESS"):  # inside a Ray job: its cluster, its runtime env
+            ray.init(**quiet)
+        elif address:
             import enrich
 
             env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
             runtime_env = {"py_modules": [os.path.dirname(enrich.__file__)], "env_vars": env}
             ray.init(address=address, runtime_env=runtime_env, **quiet)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+            # Ray nices its workers to 15 by default; here the workers do all the heavy lifting, and a
+            # niced model actor loses its threads to every small process, stalling each parallel op.
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _system_config={"worker_niceness": 0}, **quiet)
     except Exception as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise UsageError(f"cannot start or join {where}: {str(exc).strip().splitlines()[0]}") from None

@@ -1,0 +1,15 @@
+"""Ray job entrypoint: `enrich run` on the cluster the job was submitted to.
+
+    ray job submit --address http://HEAD:8265 --working-dir . -- \
+        python jobs/enrich_job.py s3://bucket/clips s3://bucket/manifests --fps 2
+
+Takes the same arguments and options as `enrich run`; Ray sets RAY_ADDRESS for the job, so the
+run joins the cluster instead of starting a local Ray. The exit code is the job's result.
+"""
+
+import sys
+
+from enrich.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", *sys.argv[1:]]))
