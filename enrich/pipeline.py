@@ -111,6 +111,9 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     gpus = (d.gpus if d.gpus is not None else 1.0) if on_gpu else 0.0
     pool = d.pool_size or (max(1, int(shape.gpus // gpus)) if on_gpu else 1)
     threads = d.threads or (None if on_gpu else shape.cpus_per_node)
+    # Ray sets OMP_NUM_THREADS=1 in a 1-CPU actor; torch.set_num_threads alone then leaves some
+    # kernels single-threaded (measured: 3.3 vs 2.4 s per 720p frame on 2 cores).
+    env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
     constants = {"depth_model": prep.model.identity, "run_id": prep.run_id, "config_hash": prep.config_hash}
     return [
         # A decoder that crashes its worker is retried twice, then its clip is reported failed
@@ -124,6 +127,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
             actors=pool,
             num_gpus=gpus,
             batch_size=d.batch_size or (16 if on_gpu else 4),
+            env=env,
         ),
         StagePlan(Encode, batch_size=8),
         StagePlan(WriteParts, dict(staging=staging, constants=constants), num_cpus=0.5, batch_size=32),

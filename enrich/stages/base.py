@@ -28,6 +28,7 @@ class StagePlan:
     num_gpus: float = 0.0
     batch_size: int | None = None
     remote_args: dict[str, Any] = field(default_factory=dict)  # extra Ray options, e.g. max_retries
+    env: dict[str, str] = field(default_factory=dict)  # environment of the stage's workers
 
     def describe(self) -> str:
         s = self.stage
