@@ -15,9 +15,10 @@ import sys
 import time
 import uuid
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+import pyarrow as pa
 
 from enrich import storage
 from enrich.catalog import Clip, list_clips
@@ -46,6 +47,7 @@ class Prepared:
     config_hash: str
     plan: Plan
     run_id: str
+    previous: pa.Table | None  # the clips table before this run
 
 
 @dataclass
@@ -92,10 +94,10 @@ def prepare(cfg: RunConfig) -> Prepared:
     if not clips:
         raise UsageError(f"no video files under {cfg.input}")
     config_hash = cfg.output_hash(model.identity)
-    with storage.s3_errors(cfg.output) if storage.is_s3(cfg.output) else nullcontext():
+    with storage.s3_errors(cfg.output):
         previous = commit.read_clips(cfg.output)
     plan = make_plan(clips, previous, config_hash, cfg.force)
-    return Prepared(cfg, model, config_hash, plan, new_run_id())
+    return Prepared(cfg, model, config_hash, plan, new_run_id(), previous)
 
 
 def _normalized(cfg: RunConfig) -> RunConfig:
@@ -196,7 +198,7 @@ def execute(prep: Prepared, log=print) -> RunSummary:
     for p in plans:
         log(f"stage {p.describe()}")
     by_id = {c.clip_id: c for c in prep.plan.todo}
-    previous = commit.read_clips(cfg.output)
+    previous = prep.previous
     committer = ray.remote(num_cpus=0.25, max_retries=3)(commit.commit_clip)
     tracker, pending, finished_rows = ClipTracker(), {}, []
 

@@ -98,7 +98,10 @@ def describe_s3_error(exc: Exception, uri: str) -> str:
 
 @contextmanager
 def s3_errors(uri: str):
-    """Turn botocore failures into a one-line UsageError."""
+    """Turn botocore failures into a one-line UsageError (nothing to translate for local paths)."""
+    if not is_s3(uri):
+        yield
+        return
     from botocore import exceptions as bx
 
     try:
@@ -259,11 +262,7 @@ def check_writable(uri: str) -> None:
     """Write and remove a probe object so bad credentials or paths fail before any work."""
     probe = join(uri, f"_probe-{uuid.uuid4().hex}")
     try:
-        if is_s3(uri):
-            with s3_errors(uri):
-                write_bytes(probe, b"")
-                delete(probe)
-        else:
+        with s3_errors(uri):
             write_bytes(probe, b"")
             delete(probe)
     except OSError as exc:

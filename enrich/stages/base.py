@@ -84,6 +84,3 @@ def column(arrays: list[np.ndarray]) -> np.ndarray:
         out[i] = array
     return out
 
-
-def empty_like_rows(n: int, dtype: Any, dims: int) -> list[np.ndarray]:
-    return [np.zeros((0,) * dims, dtype=dtype) for _ in range(n)]

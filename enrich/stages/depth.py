@@ -6,7 +6,6 @@ The model loads once per actor. Frames of one batch are predicted together; if t
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -43,7 +42,3 @@ class Depth(Stage):
         batch["depth_kind"] = np.array([self.estimator.kind] * len(depth), dtype=object)
         batch[ERROR] = failures
         return batch
-
-
-def default_threads() -> int:
-    return os.cpu_count() or 1

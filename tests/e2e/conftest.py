@@ -37,8 +37,6 @@ def read_table(path):
     """A manifest table, local or s3://, read the way users read it."""
     path = str(path)
     if path.startswith("s3://"):
-        import pyarrow.fs as pafs
-
         from enrich import storage
 
         files = [u for u in storage.list_uris(path) if u.endswith(".parquet")]
