@@ -156,6 +156,7 @@ def build_dataset(clips: list[Clip], plans: list[StagePlan]):
                 batch_format="numpy",
                 num_cpus=p.num_cpus,
                 num_gpus=p.num_gpus or None,
+                runtime_env={"env_vars": p.env} if p.env else None,
                 **extra,
                 **p.remote_args,
             )
