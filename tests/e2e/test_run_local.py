@@ -107,3 +107,22 @@ def test_metric_checkpoint_writes_metric_depth(run, small_input, tiny_metric_mod
     frames = read_table(out / "frames").to_pylist()
     assert {r["depth_kind"] for r in frames} == {"metric_depth_m"}
     assert all(np.nanmin(decode_depth(r)) >= 0 for r in frames)
+
+
+def test_cpu_depth_actors_get_their_thread_count(ray_session, tiny_depth_model, small_input, tmp_path):
+    """Ray sets OMP_NUM_THREADS=1 in a 1-CPU actor, which slows the model by a third; the plan
+    must hand the depth actors their own value (read from Ray Data's logical plan)."""
+    from enrich import pipeline
+    from enrich.config import build
+    from enrich.runtime import ClusterShape
+
+    cfg = build({"input": str(small_input), "output": str(tmp_path / "o"), "depth_model": str(tiny_depth_model)})
+    prep = pipeline.prepare(cfg)
+    plans = pipeline.stage_plans(prep, ClusterShape(cpus=6, gpus=0, nodes=1, cpus_per_node=6), str(tmp_path / "s"))
+    op = pipeline.build_dataset(prep.plan.todo, plans)._logical_plan.dag
+    remote_args = {}
+    while op.input_dependencies:
+        remote_args[op.name] = op.ray_remote_args
+        op = op.input_dependencies[0]
+    depth = next(args for name, args in remote_args.items() if "Depth" in name)
+    assert depth["runtime_env"] == {"env_vars": {"OMP_NUM_THREADS": "6"}}
