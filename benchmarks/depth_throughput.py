@@ -27,6 +27,7 @@ from enrich.models import ModelRef, materialize  # noqa: E402
 from enrich.ops import video  # noqa: E402
 from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator  # noqa: E402
 from enrich.ops.quantize import encode_png16, quantize  # noqa: E402
+from enrich.stages.depth import DEFAULT_BATCH_SIZE  # noqa: E402
 
 
 def sampled_frames(clips: list[Path], fps: float, max_frames: int) -> tuple[list[np.ndarray], float]:
@@ -117,11 +118,11 @@ def main() -> None:
     parser.add_argument("--arch", choices=["small", "base", "large"], default="small")
     parser.add_argument("--fps", type=float, default=1.0)
     parser.add_argument("--max-frames-per-clip", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 4 on CPU, 16 on GPU")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: enrich's, 1 on CPU, 16 on GPU")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
-    batch = args.batch_size or (16 if _cuda() else 4)
+    batch = args.batch_size or DEFAULT_BATCH_SIZE["gpu" if _cuda() else "cpu"]
 
     clips = sorted(p for p in args.clips.iterdir() if p.suffix == ".mp4")
     spec = f"random:depth-anything-v2-{args.arch}"

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"(random weights, smoke runs only) (default: {DEFAULT_DEPTH_MODEL})",
     )
     depth.add_argument(
-        "--depth-batch-size", type=int, default=s, help="frames per forward pass (default: 4 CPU, 16 GPU)"
+        "--depth-batch-size", type=int, default=s, help="frames per forward pass (default: 1 CPU, 16 GPU)"
     )
     depth.add_argument(
         "--depth-gpus", type=float, default=s, help="GPUs per actor, fractions share a GPU (default: 1 if any)"

@@ -29,7 +29,7 @@ class DepthConfig:
     """The depth stage. `None` means: detect from the cluster at launch."""
 
     model: str = DEFAULT_DEPTH_MODEL  # hub id, local save_pretrained folder, s3:// prefix, or random:NAME
-    batch_size: int | None = None  # frames per forward pass; auto: 4 on CPU, 16 on GPU
+    batch_size: int | None = None  # frames per forward pass; auto: 1 on CPU, 16 on GPU
     gpus: float | None = None  # GPUs per actor (fractions share a GPU); auto: 1 if the cluster has GPUs
     pool_size: int | None = None  # actors; auto: GPUs in the cluster / gpus, or 1 on CPU
     precision: str = "fp32"  # fp16/bf16 apply on CUDA only

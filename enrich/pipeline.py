@@ -31,7 +31,7 @@ from enrich.plan import Plan, make_plan
 from enrich.runtime import ClusterShape, cluster_shape, init_ray
 from enrich.stages.base import StagePlan
 from enrich.stages.decode import Decode
-from enrich.stages.depth import Depth
+from enrich.stages.depth import DEFAULT_BATCH_SIZE, Depth
 from enrich.stages.encode import Encode
 from enrich.stages.write import WriteParts
 from enrich.tracker import ClipProgress, ClipTracker
@@ -128,7 +128,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
             dict(model=prep.model, precision=d.precision, threads=threads),
             actors=pool,
             num_gpus=gpus,
-            batch_size=d.batch_size or (16 if on_gpu else 4),
+            batch_size=d.batch_size or DEFAULT_BATCH_SIZE["gpu" if on_gpu else "cpu"],
             env=env,
         ),
         StagePlan(Encode, batch_size=8),
