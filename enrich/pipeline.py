@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -79,17 +80,15 @@ def new_run_id() -> str:
 
 
 def prepare(cfg: RunConfig) -> Prepared:
-    """Every check that can fail, before any work: input, output, model, plan."""
+    """Every check that can fail, before any work: input, output, model, plan.
+
+    When there is work, Ray starts while the model is being checked: the two take seconds each
+    and barely compete (Ray's start is mostly waiting on its own processes).
+    """
     cfg = _normalized(cfg)
     storage.check_readable(cfg.input)
     storage.check_writable(cfg.output)
     model = resolve(cfg.depth.model, RANDOM_BUILDERS)
-    try:
-        check_loadable(materialize(model, RANDOM_BUILDERS))
-    except Exception as exc:
-        raise UsageError(
-            f"depth model {cfg.depth.model} cannot be loaded: {str(exc).strip().splitlines()[0]}"
-        ) from None
     clips = list_clips(cfg.input)
     if not clips:
         raise UsageError(f"no video files under {cfg.input}")
@@ -97,7 +96,19 @@ def prepare(cfg: RunConfig) -> Prepared:
     with storage.s3_errors(cfg.output):
         previous = commit.read_clips(cfg.output)
     plan = make_plan(clips, previous, config_hash, cfg.force)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checked = pool.submit(_check_model, model, cfg.depth.model)
+        if plan.todo:
+            init_ray(cfg.address)
+        checked.result()
     return Prepared(cfg, model, config_hash, plan, new_run_id(), previous)
+
+
+def _check_model(model: ModelRef, spec: str) -> None:
+    try:
+        check_loadable(materialize(model, RANDOM_BUILDERS))
+    except Exception as exc:
+        raise UsageError(f"depth model {spec} cannot be loaded: {str(exc).strip().splitlines()[0]}") from None
 
 
 def _normalized(cfg: RunConfig) -> RunConfig:
