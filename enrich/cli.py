@@ -11,7 +11,37 @@ import os
 import sys
 
 from enrich import errors
-from enrich.config import DEFAULT_DEPTH_MODEL, PRECISIONS, build, load_file
+from enrich.config import (
+    DEFAULT_DEPTH_MODEL,
+    DEFAULT_DETECTOR_MODEL,
+    DEFAULT_FLOW_MODEL,
+    DEFAULT_POSE_MODEL,
+    PRECISIONS,
+    STAGES,
+    build,
+    load_file,
+)
+
+_FORMS = "a hub id, a local save_pretrained folder or an s3:// prefix"
+STAGE_MODEL_FLAGS = {
+    "depth": {
+        "--depth-model": (
+            "depth_model",
+            f"Depth Anything: {_FORMS}; random:depth-anything-v2-small for smoke runs (default: {DEFAULT_DEPTH_MODEL})",
+        )
+    },
+    "flow": {
+        "--flow-model": (
+            "flow_model",
+            f"raft_large or raft_small (torchvision's weights), ARCH:PATH for a state dict (local or s3://), "
+            f"random:raft_small for smoke runs (default: {DEFAULT_FLOW_MODEL})",
+        )
+    },
+    "pose": {
+        "--pose-model": ("pose_model", f"ViTPose: {_FORMS} (default: {DEFAULT_POSE_MODEL})"),
+        "--detector-model": ("pose_detector_model", f"RT-DETR person detector: {_FORMS} (default: {DEFAULT_DETECTOR_MODEL})"),
+    },
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,29 +69,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames-per-clip", type=int, default=s, help="keep the first N sampled frames")
     run.add_argument("--address", default=s, help="existing Ray cluster (default: an embedded local Ray)")
     run.add_argument("--force", action="store_true", default=s, help="redo every clip, even up-to-date ones")
-    depth = run.add_argument_group("depth stage")
-    depth.add_argument(
-        "--depth-model",
-        default=s,
-        help=f"hub id, local save_pretrained folder, s3:// prefix, or random:depth-anything-v2-small "
-        f"(random weights, smoke runs only) (default: {DEFAULT_DEPTH_MODEL})",
+    run.add_argument(
+        "--stages", default=s, help=f"model stages to run, a comma-separated subset of {','.join(STAGES)} (default: depth)"
     )
-    depth.add_argument(
-        "--depth-batch-size", type=int, default=s, help="frames per forward pass (default: 1 CPU, 16 GPU)"
+    for name, models in STAGE_MODEL_FLAGS.items():
+        group = run.add_argument_group(f"{name} stage")
+        for flag, (dest, help_text) in models.items():
+            group.add_argument(flag, dest=dest, default=s, help=help_text)
+        group.add_argument(
+            f"--{name}-batch-size", type=int, default=s, help="items per forward pass (default: small on CPU, large on GPU)"
+        )
+        group.add_argument(
+            f"--{name}-gpus", type=float, default=s, help="GPUs per actor; fractions share a GPU (default: see README)"
+        )
+        group.add_argument(f"--{name}-pool-size", type=int, default=s, help="actors (default: enough for every GPU, 1 on CPU)")
+        group.add_argument(
+            f"--{name}-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)"
+        )
+        group.add_argument(f"--{name}-threads", type=int, default=s, help="torch threads per CPU actor (default: node cores)")
+    run.add_argument("--flow-updates", dest="flow_updates", type=int, default=s, help="RAFT iterations (default: 12)")
+    run.add_argument(
+        "--detector-threshold", dest="pose_detector_threshold", type=float, default=s, help="minimum person score (default: 0.5)"
     )
-    depth.add_argument(
-        "--depth-gpus", type=float, default=s, help="GPUs per actor, fractions share a GPU (default: 1 if any)"
-    )
-    depth.add_argument(
-        "--depth-pool-size", type=int, default=s, help="depth actors (default: GPUs / --depth-gpus, or 1)"
-    )
-    depth.add_argument(
-        "--depth-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)"
-    )
-    depth.add_argument("--depth-threads", type=int, default=s, help="torch threads per CPU actor (default: node cores)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     run.set_defaults(func=cmd_run)
+    models = commands.add_parser("models", help="list the default and known checkpoints with their licences")
+    models.set_defaults(func=cmd_models)
     return parser
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from enrich.licences import table
+
+    for line in table():
+        print(line)
+    print("CC-BY-NC-4.0 checkpoints are for non-commercial use only; runs that use one say so.")
+    return errors.EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -19,21 +19,48 @@ from typing import Any
 from enrich.errors import UsageError
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
+DEFAULT_FLOW_MODEL = "raft_large"
+DEFAULT_POSE_MODEL = "usyd-community/vitpose-base-simple"
+DEFAULT_DETECTOR_MODEL = "PekingU/rtdetr_r50vd_coco_o365"
+STAGES = ("depth", "flow", "pose")  # model stages, in the order the pipeline runs them
 PRECISIONS = ("fp32", "fp16", "bf16")
-# Bumped whenever the way depth is quantised or stored changes, so old rows are redone.
-MANIFEST_VERSION = 1
+# Bumped whenever the way outputs are computed or stored changes, so old rows are redone.
+MANIFEST_VERSION = 2
 
 
 @dataclass(frozen=True)
-class DepthConfig:
-    """The depth stage. `None` means: detect from the cluster at launch."""
+class StageConfig:
+    """Resources shared by every model stage. `None` means: detect from the cluster at launch."""
 
-    model: str = DEFAULT_DEPTH_MODEL  # hub id, local save_pretrained folder, s3:// prefix, or random:NAME
-    batch_size: int | None = None  # frames per forward pass; auto: 1 on CPU, 16 on GPU
-    gpus: float | None = None  # GPUs per actor (fractions share a GPU); auto: 1 if the cluster has GPUs
-    pool_size: int | None = None  # actors; auto: GPUs in the cluster / gpus, or 1 on CPU
+    model: str = ""
+    batch_size: int | None = None  # items per forward pass; auto: per stage, small on CPU
+    gpus: float | None = None  # GPUs per actor (fractions share a GPU); auto: see `enrich.resources`
+    pool_size: int | None = None  # actors; auto: enough to use every GPU, or 1 on CPU
     precision: str = "fp32"  # fp16/bf16 apply on CUDA only
     threads: int | None = None  # torch threads per CPU actor; auto: the node's cores
+
+    def output_fields(self) -> dict[str, Any]:
+        """The fields that change what the stage writes (the rest only change speed)."""
+        skip = {"model", "batch_size", "gpus", "pool_size", "threads"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+@dataclass(frozen=True)
+class DepthConfig(StageConfig):
+    model: str = DEFAULT_DEPTH_MODEL  # hub id, local save_pretrained folder, s3:// prefix, or random:NAME
+
+
+@dataclass(frozen=True)
+class FlowConfig(StageConfig):
+    model: str = DEFAULT_FLOW_MODEL  # raft_large | raft_small [:PATH to a state dict, local or s3://] | random:ARCH
+    updates: int = 12  # RAFT refinement iterations (torchvision's default)
+
+
+@dataclass(frozen=True)
+class PoseConfig(StageConfig):
+    model: str = DEFAULT_POSE_MODEL  # ViTPose: hub id, local folder, s3:// prefix, or random:NAME
+    detector_model: str = DEFAULT_DETECTOR_MODEL  # RT-DETR person detector, same forms
+    detector_threshold: float = 0.5  # minimum person score
 
 
 @dataclass(frozen=True)
@@ -42,31 +69,36 @@ class RunConfig:
     output: str
     fps: float | None = None  # sampling rate; None = every frame
     max_frames_per_clip: int | None = None
+    stages: tuple[str, ...] = ("depth",)  # model stages to run, any subset of STAGES
     address: str | None = None  # an existing Ray cluster; None = an embedded local one
     force: bool = False  # redo every clip, even those already up to date
     depth: DepthConfig = field(default_factory=DepthConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
 
-    def output_hash(self, depth_model_id: str) -> str:
-        """Hash of everything that changes the rows written: sampling, model identity, precision."""
+    def output_hash(self, model_ids: dict[str, str]) -> str:
+        """Hash of everything that changes the rows written: sampling, stages, model identities."""
         payload = {
             "manifest_version": MANIFEST_VERSION,
             "fps": self.fps,
             "max_frames_per_clip": self.max_frames_per_clip,
-            "depth_model": depth_model_id,
-            "depth_precision": self.depth.precision,
+            "stages": {
+                name: {"model": model_ids[name], **getattr(self, name).output_fields()} for name in self.stages
+            },
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_flat(self) -> dict[str, Any]:
         """The same keys a config file takes, so a saved config can be fed back with --config."""
         flat = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECTIONS}
+        flat["stages"] = ",".join(self.stages)
         for section in SECTIONS:
             for key, value in dataclasses.asdict(getattr(self, section)).items():
                 flat[f"{section}_{key}"] = value
         return flat
 
 
-SECTIONS = {"depth": DepthConfig}
+SECTIONS = {"depth": DepthConfig, "flow": FlowConfig, "pose": PoseConfig}
 TOP_KEYS = {f.name for f in fields(RunConfig)} - set(SECTIONS)
 
 
@@ -124,9 +156,21 @@ def build(values: dict[str, Any]) -> RunConfig:
     for key in ("input", "output"):
         if not values.get(key):
             raise UsageError(f"missing {key.upper()}")
+    if "stages" in top:
+        top["stages"] = parse_stages(top["stages"])
     cfg = RunConfig(**top, **sections)
     validate(cfg)
     return cfg
+
+
+def parse_stages(value: Any) -> tuple[str, ...]:
+    """`depth,flow` or a list -> the stages in pipeline order; unknown names are an error."""
+    names = value.split(",") if isinstance(value, str) else list(value or [])
+    names = [str(n).strip() for n in names if str(n).strip()]
+    unknown = [n for n in names if n not in STAGES]
+    if unknown or not names:
+        raise UsageError(f"--stages takes a comma-separated subset of {','.join(STAGES)}, got {value!r}")
+    return tuple(n for n in STAGES if n in names)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -146,11 +190,24 @@ def _positive(value: Any, name: str, kind: type) -> None:
 def validate(cfg: RunConfig) -> None:
     _positive(cfg.fps, "--fps", float)
     _positive(cfg.max_frames_per_clip, "--max-frames-per-clip", int)
-    d = cfg.depth
-    _check(isinstance(d.model, str) and bool(d.model.strip()), "--depth-model must not be empty")
-    _positive(d.batch_size, "--depth-batch-size", int)
-    _positive(d.pool_size, "--depth-pool-size", int)
-    _positive(d.threads, "--depth-threads", int)
-    if d.gpus is not None:
-        _check(isinstance(d.gpus, (int, float)) and d.gpus >= 0, f"--depth-gpus must be >= 0, got {d.gpus!r}")
-    _check(d.precision in PRECISIONS, f"--depth-precision must be one of {', '.join(PRECISIONS)}, got {d.precision!r}")
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        _check(isinstance(section.model, str) and bool(section.model.strip()), f"--{name}-model must not be empty")
+        for key in ("batch_size", "pool_size", "threads"):
+            _positive(getattr(section, key), f"--{name}-{key.replace('_', '-')}", int)
+        if section.gpus is not None:
+            _check(
+                isinstance(section.gpus, (int, float)) and section.gpus >= 0,
+                f"--{name}-gpus must be >= 0, got {section.gpus!r}",
+            )
+        _check(
+            section.precision in PRECISIONS,
+            f"--{name}-precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}",
+        )
+    _positive(cfg.flow.updates, "--flow-updates", int)
+    _check(cfg.flow.precision == "fp32", "--flow-precision: RAFT runs in fp32 only (its correlation volume needs it)")
+    t = cfg.pose.detector_threshold
+    _check(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1,
+        f"--detector-threshold must be between 0 and 1, got {t!r}",
+    )

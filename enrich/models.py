@@ -5,6 +5,8 @@ A model spec is one of:
     driver resolved, so every node loads the same weights;
   * a local folder in `save_pretrained` layout (it must exist on every node of a cluster);
   * an `s3://` prefix holding such a folder, staged once per node into the local cache;
+  * a single weights file (local or `s3://`), for models that are an architecture plus a state dict
+    (RAFT): see `resolve_file`;
   * `random:NAME`, a smoke model: the real architecture with seeded random weights, for machines
     that cannot reach the hub. Its id says so in every row; it is never used silently.
 
@@ -37,7 +39,7 @@ RANDOM_SEED = 0
 @dataclass(frozen=True)
 class ModelRef:
     spec: str  # as the user gave it
-    kind: str  # hub | local | s3 | random
+    kind: str  # hub | local | s3 | random | file | s3file | torchvision
     location: str  # hub id, local folder, s3 prefix or random name
     revision: str  # hub commit, content hash, or seed
 
@@ -126,9 +128,29 @@ def _resolve_hub(repo_id: str) -> ModelRef:
     return ModelRef(repo_id, "hub", repo_id, os.path.basename(path))
 
 
+def resolve_file(spec: str, path: str) -> ModelRef:
+    """A single weights file, local or `s3://`, pinned by content hash or ETag."""
+    if storage.is_s3(path):
+        uri = storage.normalize(path)
+        with storage.s3_errors(uri):
+            info = storage.stat(uri)
+        if info is None:
+            raise UsageError(f"weights file not found: {path}")
+        return ModelRef(spec, "s3file", uri, info.etag)
+    local = storage.normalize(path)
+    if not os.path.isfile(local):
+        raise UsageError(f"weights file not found: {path}")
+    digest = hashlib.sha256()
+    with open(local, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return ModelRef(spec, "file", local, "sha256:" + digest.hexdigest()[:12])
+
+
 def materialize(ref: ModelRef, random_builders: dict[str, Callable[[str], None]]) -> str:
-    """A local folder holding the model; downloads or builds at most once per node."""
-    if ref.kind == "local":
+    """A local folder (or file, for single-file kinds) holding the model; fetched or built at most
+    once per node."""
+    if ref.kind in ("local", "file"):
         return ref.location
     if ref.kind == "hub":
         from huggingface_hub import snapshot_download
@@ -144,9 +166,13 @@ def materialize(ref: ModelRef, random_builders: dict[str, Callable[[str], None]]
             os.makedirs(folder, exist_ok=True)
             if ref.kind == "random":
                 random_builders[ref.location](folder)
+            elif ref.kind == "s3file":
+                storage.download(ref.location, os.path.join(folder, ref.location.rsplit("/", 1)[-1]))
             else:
                 for uri in storage.list_uris(ref.location):
                     storage.download(uri, os.path.join(folder, storage.relative(uri, ref.location)))
             with open(marker, "w") as f:
                 json.dump({"identity": ref.identity}, f)
+    if ref.kind == "s3file":
+        return os.path.join(folder, ref.location.rsplit("/", 1)[-1])
     return folder

@@ -16,24 +16,23 @@ import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from enrich import storage
+from enrich import licences, storage
 from enrich.catalog import Clip, list_clips
-from enrich.config import RunConfig
+from enrich.config import STAGES, RunConfig
 from enrich.errors import UsageError
 from enrich.manifest import commit
-from enrich.models import ModelRef, materialize, resolve
-from enrich.ops.depth import RANDOM_BUILDERS, check_loadable
+from enrich.models import ModelRef
 from enrich.plan import Plan, make_plan
+from enrich.resources import size_actors
 from enrich.runtime import ClusterShape, cluster_shape, init_ray
-from enrich.stages.base import StagePlan
+from enrich.stages import model_stage
+from enrich.stages.base import ERROR, ModelStage, StagePlan
 from enrich.stages.decode import Decode
-from enrich.stages.depth import DEFAULT_BATCH_SIZE, Depth
-from enrich.stages.encode import Encode
 from enrich.stages.write import WriteParts
 from enrich.tracker import ClipProgress, ClipTracker
 
@@ -44,11 +43,25 @@ PROGRESS_S = 2.0
 @dataclass(frozen=True)
 class Prepared:
     cfg: RunConfig
-    model: ModelRef
+    models: dict[str, dict[str, ModelRef]]  # stage -> role -> pinned model
     config_hash: str
     plan: Plan
     run_id: str
     previous: pa.Table | None  # the clips table before this run
+
+    @property
+    def model_specs(self) -> dict[str, str]:
+        """role -> the spec the user gave, e.g. {"depth": ..., "pose": ..., "pose detector": ...}."""
+        return {
+            name if role == "model" else f"{name} {role}": ref.spec
+            for name, refs in self.models.items()
+            for role, ref in refs.items()
+        }
+
+    @property
+    def model_ids(self) -> dict[str, str]:
+        """What each stage's rows record as their model (see `ModelStage.identity`)."""
+        return {name: ModelStage.identity(refs) for name, refs in self.models.items()}
 
 
 @dataclass
@@ -61,6 +74,7 @@ class RunSummary:
     frames: int = 0
     seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -69,6 +83,7 @@ class RunSummary:
             f"{self.frames} frames written in {self.seconds:.1f}s ({rate:.2f} frames/s)",
             f"manifest: {storage.join(self.output, 'frames')} and {storage.join(self.output, 'clips')}",
         ]
+        out += self.notes
         out += [f"  failed {clip}: {why}" for clip, why in sorted(self.failures.items())[:20]]
         if len(self.failures) > 20:
             out.append(f"  ... and {len(self.failures) - 20} more (query the clips table for status = 'failed')")
@@ -80,71 +95,97 @@ def new_run_id() -> str:
 
 
 def prepare(cfg: RunConfig) -> Prepared:
-    """Every check that can fail, before any work: input, output, model, plan.
+    """Every check that can fail, before any work: input, output, models, plan.
 
-    When there is work, Ray starts while the model is being checked: the two take seconds each
+    When there is work, Ray starts while the models are being checked: the two take seconds each
     and barely compete (Ray's start is mostly waiting on its own processes).
     """
     cfg = _normalized(cfg)
     storage.check_readable(cfg.input)
     storage.check_writable(cfg.output)
-    model = resolve(cfg.depth.model, RANDOM_BUILDERS)
+    stages = {name: model_stage(name) for name in cfg.stages}
+    models = {name: stage.resolve(getattr(cfg, name)) for name, stage in stages.items()}
     clips = list_clips(cfg.input)
     if not clips:
         raise UsageError(f"no video files under {cfg.input}")
-    config_hash = cfg.output_hash(model.identity)
+    ids = {name: ModelStage.identity(refs) for name, refs in models.items()}
+    config_hash = cfg.output_hash(ids)
     with storage.s3_errors(cfg.output):
         previous = commit.read_clips(cfg.output)
     plan = make_plan(clips, previous, config_hash, cfg.force)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        checked = pool.submit(_check_model, model, cfg.depth.model)
+        checked = pool.submit(_check_models, cfg, stages, models)
         if plan.todo:
             init_ray(cfg.address)
         checked.result()
-    return Prepared(cfg, model, config_hash, plan, new_run_id(), previous)
+    return Prepared(cfg, models, config_hash, plan, new_run_id(), previous)
 
 
-def _check_model(model: ModelRef, spec: str) -> None:
-    try:
-        check_loadable(materialize(model, RANDOM_BUILDERS))
-    except Exception as exc:
-        raise UsageError(f"depth model {spec} cannot be loaded: {str(exc).strip().splitlines()[0]}") from None
+def _check_models(cfg: RunConfig, stages: dict[str, ModelStage], models: dict[str, dict[str, ModelRef]]) -> None:
+    for name, stage in stages.items():
+        try:
+            stage.check(models[name])
+        except Exception as exc:
+            spec = getattr(cfg, name).model
+            raise UsageError(f"{name} model {spec} cannot be loaded: {str(exc).strip().splitlines()[0]}") from None
 
 
 def _normalized(cfg: RunConfig) -> RunConfig:
-    from dataclasses import replace
-
     return replace(cfg, input=storage.normalize(cfg.input), output=storage.normalize(cfg.output))
 
 
 def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[StagePlan]:
-    """Resources per stage, from the config where given and from the cluster otherwise."""
-    cfg, d = prep.cfg, prep.cfg.depth
-    on_gpu = shape.gpus > 0 if d.gpus is None else d.gpus > 0
-    gpus = (d.gpus if d.gpus is not None else 1.0) if on_gpu else 0.0
-    pool = d.pool_size or (max(1, int(shape.gpus // gpus)) if on_gpu else 1)
-    threads = d.threads or (None if on_gpu else shape.cpus_per_node)
-    # Ray sets OMP_NUM_THREADS=1 in a 1-CPU actor; torch.set_num_threads alone then leaves some
-    # kernels single-threaded (measured: 3.3 vs 2.4 s per 720p frame on 2 cores).
-    env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
-    constants = {"depth_model": prep.model.identity, "run_id": prep.run_id, "config_hash": prep.config_hash}
-    return [
-        # A decoder that crashes its worker is retried twice, then its clip is reported failed
-        # (Ray's default is to retry forever). This also keeps decoding out of the depth actors.
+    """decode -> (actor pool, encoder) per model stage -> write, each with its resources and the
+    columns it may drop (those no later stage reads)."""
+    cfg = prep.cfg
+    stages = {name: model_stage(name) for name in cfg.stages}
+    sizing = size_actors({n: (getattr(cfg, n), s.default_batch) for n, s in stages.items()}, shape)
+    pairs = any(s.reads_pairs for s in stages.values())
+    # A decoder that crashes its worker is retried twice, then its clip is reported failed
+    # (Ray's default is to retry forever). This also keeps decoding out of the model actors.
+    plans = [
         StagePlan(
-            Decode, dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip), batch_size=1, remote_args={"max_retries": 2}
-        ),
-        StagePlan(
-            Depth,
-            dict(model=prep.model, precision=d.precision, threads=threads),
-            actors=pool,
-            num_gpus=gpus,
-            batch_size=d.batch_size or DEFAULT_BATCH_SIZE["gpu" if on_gpu else "cpu"],
-            env=env,
-        ),
-        StagePlan(Encode, batch_size=8),
-        StagePlan(WriteParts, dict(staging=staging, constants=constants), num_cpus=0.5, batch_size=32),
+            Decode,
+            dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs),
+            batch_size=1,
+            remote_args={"max_retries": 2},
+        )
     ]
+    for name, stage in stages.items():
+        size = sizing[name]
+        kwargs = {**stage.actor_kwargs(getattr(cfg, name), prep.models[name]), "threads": size.threads}
+        # Ray sets OMP_NUM_THREADS=1 in a 1-CPU actor; torch.set_num_threads alone then leaves some
+        # kernels single-threaded (measured: 3.3 vs 2.4 s per 720p frame on 2 cores).
+        env = {"OMP_NUM_THREADS": str(size.threads)} if size.threads else {}
+        plans.append(
+            StagePlan(
+                stage.actor,
+                kwargs,
+                actors=size.pool,
+                num_cpus=size.cpus,
+                num_gpus=size.gpus,
+                batch_size=size.batch_size,
+                env=env,
+            )
+        )
+        if stage.encoder:
+            plans.append(StagePlan(stage.encoder, batch_size=8))
+    ids = prep.model_ids
+    constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}
+    constants.update({f"{name}_model": ids.get(name) for name in STAGES})
+    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), num_cpus=0.5, batch_size=32))
+    return with_drops(plans)
+
+
+def with_drops(plans: list[StagePlan]) -> list[StagePlan]:
+    """Each stage drops the inputs that no later stage reads, so frames and raw model outputs leave
+    the object store as soon as possible."""
+    out = []
+    for i, p in enumerate(plans):
+        later = {c for q in plans[i + 1 :] for c in q.stage.inputs}
+        drop = tuple(c for c in p.stage.inputs if c not in later and c != ERROR and p.stage is not WriteParts)
+        out.append(replace(p, kwargs={**p.kwargs, "drop": drop}))
+    return out
 
 
 def build_dataset(clips: list[Clip], plans: list[StagePlan]):
@@ -184,7 +225,7 @@ def clip_row(clip: Clip, progress: ClipProgress | None, prep: Prepared, n_frames
         "status": "failed" if error else "ok",
         "error": error,
         "n_frames": n_frames,
-        "depth_model": prep.model.identity,
+        **{f"{name}_model": prep.model_ids.get(name) for name in STAGES},
         "run_id": prep.run_id,
         "config_hash": prep.config_hash,
         **{k: video.get(k) for k in ("source_frames", "fps", "duration_s", "width", "height")},
@@ -197,6 +238,7 @@ def execute(prep: Prepared, log=print) -> RunSummary:
 
     cfg = prep.cfg
     summary = RunSummary(prep.run_id, cfg.output, clips_skipped=prep.plan.skipped)
+    summary.notes = licences.non_commercial_notes(prep.model_specs)
     started = time.monotonic()
     log(f"plan: {prep.plan.describe()}")
     _save_run_file(prep, "config.json", _config_record(prep))
@@ -278,7 +320,8 @@ def _config_record(prep: Prepared) -> dict:
     return {
         "run_id": prep.run_id,
         "config_hash": prep.config_hash,
-        "depth_model": prep.model.identity,
+        "models": prep.model_ids,
+        "licences": licences.run_licences(prep.model_specs),
         "plan": prep.plan.describe(),
         "config": prep.cfg.to_flat(),
     }
@@ -293,6 +336,7 @@ def _summary_record(summary: RunSummary) -> dict:
         "frames": summary.frames,
         "seconds": round(summary.seconds, 3),
         "failures": summary.failures,
+        "notes": summary.notes,
     }
 
 

@@ -11,6 +11,15 @@ import hashlib
 
 import pyarrow as pa
 
+KEYPOINT = pa.struct([("x", pa.float32()), ("y", pa.float32()), ("score", pa.float32())])
+PERSON = pa.struct(
+    [
+        ("bbox", pa.list_(pa.float32(), 4)),  # x, y, w, h in original-frame pixels
+        ("score", pa.float32()),  # detector score
+        ("keypoints", pa.list_(KEYPOINT)),  # 17, COCO order, original-frame pixels
+    ]
+)
+
 FRAMES = pa.schema(
     [
         ("clip_id", pa.string()),  # the clip's path relative to INPUT, '/'-separated
@@ -23,7 +32,11 @@ FRAMES = pa.schema(
         ("depth_kind", pa.string()),  # relative_disparity | metric_depth_m
         ("depth_scale", pa.float64()),  # value = png * depth_scale + depth_offset; png 0 = no value
         ("depth_offset", pa.float64()),
-        ("depth_model", pa.string()),  # model spec @ revision or content hash
+        ("depth_model", pa.string()),  # model spec @ revision or content hash; null when depth did not run
+        ("flow_png", pa.binary()),  # KITTI: 16-bit RGB PNG, u v valid; flow = (png - 2**15) / 64; null: no next frame
+        ("flow_model", pa.string()),
+        ("pose", pa.list_(PERSON)),  # people found; [] when nobody
+        ("pose_model", pa.string()),  # ViTPose @ revision; detector RT-DETR @ revision
         ("run_id", pa.string()),
         ("config_hash", pa.string()),
     ]
@@ -44,11 +57,16 @@ CLIPS = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("depth_model", pa.string()),
+        ("flow_model", pa.string()),
+        ("pose_model", pa.string()),
         ("run_id", pa.string()),
         ("config_hash", pa.string()),
         ("updated_at", pa.timestamp("s", tz="UTC")),
     ]
 )
+
+
+MODEL_COLUMNS = ("depth_model", "flow_model", "pose_model")
 
 
 def clip_key(clip_id: str) -> str:

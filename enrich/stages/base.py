@@ -39,10 +39,49 @@ class StagePlan:
 
 
 class Stage:
+    """Subclasses implement `process(batch)`; `__call__` also drops the columns no later stage reads.
+
+    Which columns those are depends on the stages of the run, so the pipeline passes `drop`.
+    """
+
     name: ClassVar[str]
     inputs: ClassVar[tuple[str, ...]]
     outputs: ClassVar[tuple[str, ...]]
-    drops: ClassVar[tuple[str, ...]] = ()  # inputs no later stage needs, removed to save memory
+
+    def __init__(self, drop: Sequence[str] = ()):
+        self.drop = tuple(drop)
+
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.process(batch)
+        return {k: v for k, v in out.items() if k not in self.drop}
+
+
+@dataclass(frozen=True)
+class ModelStage:
+    """A model stage as the pipeline sees it. Adding a stage is one module exporting one of these,
+    plus a line in `enrich.stages.MODEL_STAGES` and a config section.
+
+    The driver calls `resolve` (pin each model spec to a revision) and `check` (load once, fail fast);
+    the actor class gets `actor_kwargs`; `encoder`, if any, is a CPU stage that turns the actor's raw
+    output into its stored form.
+    """
+
+    name: str
+    actor: type[Stage]
+    encoder: type[Stage] | None
+    resolve: Callable[[Any], dict[str, Any]]  # section config -> {role: ModelRef}
+    check: Callable[[dict[str, Any]], None]  # raises ValueError with one line
+    actor_kwargs: Callable[[Any, dict[str, Any]], dict[str, Any]]  # (section config, refs) -> kwargs
+    default_batch: dict[str, int]  # {"cpu": n, "gpu": n}
+    reads_pairs: bool = False  # needs each frame's successor (decode then emits `next_frame`)
+
+    @staticmethod
+    def identity(refs: dict[str, Any]) -> str:
+        """What rows record as the stage's model: every model it used, pinned."""
+        return "; ".join(ref.identity if role == "model" else f"{role} {ref.identity}" for role, ref in refs.items())
 
 
 def failed(value: object) -> bool:

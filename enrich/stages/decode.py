@@ -3,6 +3,10 @@
 Runs as Ray tasks on CPUs. A clip that cannot be read becomes a single row with an `error`; every
 row of a clip carries `expected`, the number of rows the clip will produce in total, so the driver
 knows when all of a clip's rows have been written (see `enrich.pipeline`).
+
+With `pairs`, every row also carries `next_frame`, the clip's next sampled frame (empty for the last
+one). Pairs are formed here, where the clip is whole, so they never cross clips however the rows
+are later split into blocks, batches or actors.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 from enrich import storage
 from enrich.errors import ClipError
 from enrich.ops import video
-from enrich.stages.base import ERROR, Stage
+from enrich.stages.base import ERROR, Stage, column
 
 CLIP_COLUMNS = ("clip_id", "clip_uri")
 FRAME_COLUMNS = ("frame_index", "timestamp_s", "width", "height", "frame", "expected")
@@ -24,10 +28,11 @@ VIDEO_COLUMNS = ("source_frames", "fps", "duration_s")
 class Decode(Stage):
     name = "decode"
     inputs = CLIP_COLUMNS
-    outputs = (*FRAME_COLUMNS, *VIDEO_COLUMNS, ERROR)
+    outputs = (*FRAME_COLUMNS, "next_frame", *VIDEO_COLUMNS, ERROR)
 
-    def __init__(self, fps: float | None, max_frames: int | None, chunk: int = 8):
-        self.fps, self.max_frames, self.chunk = fps, max_frames, chunk
+    def __init__(self, fps: float | None, max_frames: int | None, chunk: int = 8, pairs: bool = False, drop=()):
+        super().__init__(drop)
+        self.fps, self.max_frames, self.chunk, self.pairs = fps, max_frames, chunk, pairs
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         for clip_id, uri in zip(batch["clip_id"], batch["clip_uri"]):
@@ -39,14 +44,41 @@ class Decode(Stage):
             with storage.local_copy(uri) as path:
                 reader = video.open_video(path)
                 info, indices, timestamps = video.sampled(reader, self.fps, self.max_frames)
-                for chunk in video.read_chunks(reader, indices, timestamps, self.chunk):
-                    yield _frame_rows(clip_id, uri, chunk, info, expected=len(indices))
+                chunks = video.read_chunks(reader, indices, timestamps, self.chunk)
+                for chunk, following in _with_next(chunks) if self.pairs else ((c, None) for c in chunks):
+                    rows = _frame_rows(clip_id, uri, chunk, info, expected=len(indices))
+                    if self.pairs:
+                        rows["next_frame"] = _next_frames(chunk, following)
+                    yield rows
                     emitted += len(chunk.indices)
         except ClipError as exc:
-            yield _error_row(clip_id, uri, f"decode: {exc}", expected=emitted + 1)
+            yield self._error_row(clip_id, uri, f"decode: {exc}", expected=emitted + 1)
         except Exception as exc:  # unreadable object, network failure: the clip fails, the run goes on
             reason = storage.describe_s3_error(exc, uri) if storage.is_s3(uri) else f"{type(exc).__name__}: {exc}"
-            yield _error_row(clip_id, uri, f"read: {reason}", expected=emitted + 1)
+            yield self._error_row(clip_id, uri, f"read: {reason}", expected=emitted + 1)
+
+    def _error_row(self, clip_id: str, uri: str, reason: str, expected: int) -> dict:
+        row = _error_row(clip_id, uri, reason, expected)
+        if self.pairs:
+            row["next_frame"] = row["frame"]
+        return row
+
+
+def _with_next(chunks):
+    """Each chunk with the one after it (None for the last), reading one chunk ahead."""
+    previous = None
+    for chunk in chunks:
+        if previous is not None:
+            yield previous, chunk
+        previous = chunk
+    if previous is not None:
+        yield previous, None
+
+
+def _next_frames(chunk: video.FrameChunk, following: video.FrameChunk | None) -> np.ndarray:
+    """Row i's successor; the clip's last frame gets an empty one (it has no forward flow)."""
+    successors = list(chunk.frames[1:]) + [following.frames[0] if following is not None else np.zeros((0, 0, 3), np.uint8)]
+    return column(successors)
 
 
 def _frame_rows(clip_id: str, uri: str, chunk: video.FrameChunk, info: video.VideoInfo, expected: int) -> dict:

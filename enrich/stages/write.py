@@ -7,6 +7,7 @@ a clip (one atomic file in frames/) once the counts say all of its rows have bee
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from collections import defaultdict
 
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from enrich import storage
-from enrich.manifest.schema import FRAMES, clip_key
+from enrich.manifest.schema import FRAMES, MODEL_COLUMNS, clip_key
 from enrich.stages.base import ERROR, Stage, failed
 
 SUMMARY_COLUMNS = (
@@ -35,7 +36,7 @@ SUMMARY_COLUMNS = (
 
 class WriteParts(Stage):
     name = "write"
-    inputs = tuple(c for c in FRAMES.names if c not in ("depth_model", "run_id", "config_hash")) + (
+    inputs = tuple(c for c in FRAMES.names if c not in (*MODEL_COLUMNS, "run_id", "config_hash")) + (
         "expected",
         "source_frames",
         "fps",
@@ -44,10 +45,11 @@ class WriteParts(Stage):
     )
     outputs = SUMMARY_COLUMNS
 
-    def __init__(self, staging: str, constants: dict[str, str]):
+    def __init__(self, staging: str, constants: dict[str, str | None], drop=()):
+        super().__init__(drop)
         self.staging, self.constants = staging, constants
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         by_clip: dict[str, list[int]] = defaultdict(list)
         for i, clip_id in enumerate(batch["clip_id"]):
             by_clip[str(clip_id)].append(i)
@@ -76,6 +78,10 @@ class WriteParts(Stage):
         for name in FRAMES.names:
             if name in self.constants:
                 columns[name] = [self.constants[name]] * len(rows)
+            elif name not in batch:  # a stage that did not run
+                columns[name] = [None] * len(rows)
+            elif name == "pose":
+                columns[name] = [json.loads(batch[name][i]) for i in rows]
             else:
                 columns[name] = [batch[name][i] for i in rows]
         table = pa.table(columns, schema=FRAMES)

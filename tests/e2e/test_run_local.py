@@ -124,5 +124,5 @@ def test_cpu_depth_actors_get_their_thread_count(ray_session, tiny_depth_model, 
     while op.input_dependencies:
         remote_args[op.name] = op.ray_remote_args
         op = op.input_dependencies[0]
-    depth = next(args for name, args in remote_args.items() if "Depth" in name)
+    depth = remote_args["MapBatches(Depth)"]
     assert depth["runtime_env"] == {"env_vars": {"OMP_NUM_THREADS": "6"}}

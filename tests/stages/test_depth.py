@@ -42,7 +42,7 @@ def test_kind_follows_the_checkpoint(tiny_depth_model, tiny_metric_model):
 
 def test_stage_skips_error_rows_and_drops_frames(tiny_depth_model, frames):
     model = ModelRef(str(tiny_depth_model), "local", str(tiny_depth_model), "h")
-    stage = Depth(model, threads=1)
+    stage = Depth(model, threads=1, drop=("frame",))
     batch = {
         "frame": np.array([frames[1], np.zeros((0, 0, 3), np.uint8), frames[2]] + [], dtype=object),
         "error": np.array(["", "decode: broken", ""], dtype=object),

@@ -56,17 +56,33 @@ def test_unparsable_file(tmp_path):
 
 
 def test_output_hash_tracks_what_changes_rows():
+    ids = {"depth": "m@1", "flow": "raft@1", "pose": "p@1"}
     base = build({"input": "i", "output": "o"})
     same = build({"input": "other", "output": "o2", "depth_batch_size": 32, "depth_pool_size": 3})
-    assert base.output_hash("m@1") == same.output_hash("m@1")
-    assert base.output_hash("m@1") != base.output_hash("m@2")
-    assert base.output_hash("m@1") != build({"input": "i", "output": "o", "fps": 1}).output_hash("m@1")
+    assert base.output_hash(ids) == same.output_hash(ids)
+    assert base.output_hash(ids) != base.output_hash({**ids, "depth": "m@2"})
+    assert base.output_hash(ids) != build({"input": "i", "output": "o", "fps": 1}).output_hash(ids)
+    # only the stages that run count; adding one, or changing what it writes, changes the hash
+    assert base.output_hash(ids) == base.output_hash({**ids, "flow": "raft@2"})
+    both = build({"input": "i", "output": "o", "stages": "flow,depth"})
+    assert both.stages == ("depth", "flow") and both.output_hash(ids) != base.output_hash(ids)
+    fewer = build({"input": "i", "output": "o", "stages": "depth,flow", "flow_updates": 6})
+    assert fewer.output_hash(ids) != both.output_hash(ids)
+
+
+def test_stage_options_are_checked():
+    with pytest.raises(UsageError, match="--stages takes"):
+        build({"input": "i", "output": "o", "stages": "depth,normals"})
+    with pytest.raises(UsageError, match="--detector-threshold"):
+        build({"input": "i", "output": "o", "pose_detector_threshold": 1.5})
+    with pytest.raises(UsageError, match="--flow-pool-size"):
+        build({"input": "i", "output": "o", "flow_pool_size": 0})
 
 
 def test_saved_config_feeds_back(tmp_path):
     import yaml
 
-    cfg = build({"input": "i", "output": "o", "fps": 3, "depth_batch_size": 2})
+    cfg = build({"input": "i", "output": "o", "fps": 3, "depth_batch_size": 2, "stages": "pose,depth"})
     path = tmp_path / "saved.yaml"
     path.write_text(yaml.safe_dump(cfg.to_flat()))
     assert build(load_file(str(path))) == cfg

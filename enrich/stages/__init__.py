@@ -1,0 +1,18 @@
+"""Pipeline stages: decode -> one actor pool per model stage (+ its CPU encoder) -> write.
+
+A model stage is one module exporting `STAGE`, a `ModelStage`; register it here (and give it a
+config section in `enrich.config`) and the pipeline, driver checks and manifest pick it up.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from enrich.stages.base import ModelStage
+
+MODEL_STAGES = {"depth": "enrich.stages.depth", "flow": "enrich.stages.flow", "pose": "enrich.stages.pose"}
+
+
+def model_stage(name: str) -> ModelStage:
+    """Imported on demand: each stage module pulls in its own model library."""
+    return importlib.import_module(MODEL_STAGES[name]).STAGE
