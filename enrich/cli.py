@@ -39,7 +39,10 @@ STAGE_MODEL_FLAGS = {
     },
     "pose": {
         "--pose-model": ("pose_model", f"ViTPose: {_FORMS} (default: {DEFAULT_POSE_MODEL})"),
-        "--detector-model": ("pose_detector_model", f"RT-DETR person detector: {_FORMS} (default: {DEFAULT_DETECTOR_MODEL})"),
+        "--detector-model": (
+            "pose_detector_model",
+            f"RT-DETR person detector: {_FORMS} (default: {DEFAULT_DETECTOR_MODEL})",
+        ),
     },
 }
 
@@ -70,26 +73,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=s, help="existing Ray cluster (default: an embedded local Ray)")
     run.add_argument("--force", action="store_true", default=s, help="redo every clip, even up-to-date ones")
     run.add_argument(
-        "--stages", default=s, help=f"model stages to run, a comma-separated subset of {','.join(STAGES)} (default: depth)"
+        "--stages",
+        default=s,
+        help=f"model stages to run, a comma-separated subset of {','.join(STAGES)} (default: depth)",
     )
     for name, models in STAGE_MODEL_FLAGS.items():
         group = run.add_argument_group(f"{name} stage")
         for flag, (dest, help_text) in models.items():
             group.add_argument(flag, dest=dest, default=s, help=help_text)
         group.add_argument(
-            f"--{name}-batch-size", type=int, default=s, help="items per forward pass (default: small on CPU, large on GPU)"
+            f"--{name}-batch-size",
+            type=int,
+            default=s,
+            help="items per forward pass (default: small on CPU, large on GPU)",
         )
         group.add_argument(
             f"--{name}-gpus", type=float, default=s, help="GPUs per actor; fractions share a GPU (default: see README)"
         )
-        group.add_argument(f"--{name}-pool-size", type=int, default=s, help="actors (default: enough for every GPU, 1 on CPU)")
+        group.add_argument(
+            f"--{name}-pool-size", type=int, default=s, help="actors (default: enough for every GPU, 1 on CPU)"
+        )
         group.add_argument(
             f"--{name}-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)"
         )
-        group.add_argument(f"--{name}-threads", type=int, default=s, help="torch threads per CPU actor (default: node cores)")
+        group.add_argument(
+            f"--{name}-threads", type=int, default=s, help="torch threads per CPU actor (default: node cores)"
+        )
     run.add_argument("--flow-updates", dest="flow_updates", type=int, default=s, help="RAFT iterations (default: 12)")
     run.add_argument(
-        "--detector-threshold", dest="pose_detector_threshold", type=float, default=s, help="minimum person score (default: 0.5)"
+        "--detector-threshold",
+        dest="pose_detector_threshold",
+        type=float,
+        default=s,
+        help="minimum person score (default: 0.5)",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     run.set_defaults(func=cmd_run)

@@ -82,9 +82,7 @@ class RunConfig:
             "manifest_version": MANIFEST_VERSION,
             "fps": self.fps,
             "max_frames_per_clip": self.max_frames_per_clip,
-            "stages": {
-                name: {"model": model_ids[name], **getattr(self, name).output_fields()} for name in self.stages
-            },
+            "stages": {name: {"model": model_ids[name], **getattr(self, name).output_fields()} for name in self.stages},
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -59,6 +59,27 @@ def tiny_depth_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_raft(tmp_path_factory) -> Path:
+    """A state dict of torchvision's raft_small with seeded random weights (the real architecture)."""
+    from enrich.ops.flow import build_random
+
+    path = tmp_path_factory.mktemp("tiny-raft") / "raft_small.pt"
+    build_random("raft_small", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pose_models(tmp_path_factory) -> tuple[Path, Path]:
+    """Tiny random ViTPose and RT-DETR (the real classes and processors), saved like checkpoints."""
+    from enrich.ops.pose import build_random_rtdetr, build_random_vitpose
+
+    pose, detector = tmp_path_factory.mktemp("tiny-vitpose"), tmp_path_factory.mktemp("tiny-rtdetr")
+    build_random_vitpose(str(pose), size="tiny")
+    build_random_rtdetr(str(detector), size="tiny")
+    return pose, detector
+
+
+@pytest.fixture(scope="session")
 def tiny_metric_model(tmp_path_factory) -> Path:
     from tests.helpers import save_tiny_depth_anything
 

@@ -122,4 +122,3 @@ def column(arrays: list[np.ndarray]) -> np.ndarray:
     for i, array in enumerate(arrays):
         out[i] = array
     return out
-

@@ -77,7 +77,9 @@ def _with_next(chunks):
 
 def _next_frames(chunk: video.FrameChunk, following: video.FrameChunk | None) -> np.ndarray:
     """Row i's successor; the clip's last frame gets an empty one (it has no forward flow)."""
-    successors = list(chunk.frames[1:]) + [following.frames[0] if following is not None else np.zeros((0, 0, 3), np.uint8)]
+    successors = list(chunk.frames[1:]) + [
+        following.frames[0] if following is not None else np.zeros((0, 0, 3), np.uint8)
+    ]
     return column(successors)
 
 

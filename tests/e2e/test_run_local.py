@@ -14,8 +14,18 @@ pytestmark = pytest.mark.slow
 
 def test_fixture_catalog_end_to_end_with_depth_oracle(run, fixtures_dir, tiny_depth_model, tmp_path):
     out = tmp_path / "out"
-    code, stdout, stderr = run(fixtures_dir, out, "--depth-model", tiny_depth_model, "--fps", 1,
-                               "--max-frames-per-clip", 3, "--depth-batch-size", 2)
+    code, stdout, stderr = run(
+        fixtures_dir,
+        out,
+        "--depth-model",
+        tiny_depth_model,
+        "--fps",
+        1,
+        "--max-frames-per-clip",
+        3,
+        "--depth-batch-size",
+        2,
+    )
     assert code == 0, stdout + stderr
     assert "6 clips ok, 0 failed" in stdout and "plan: 6 to process (6 new)" in stderr
 
@@ -27,10 +37,9 @@ def test_fixture_catalog_end_to_end_with_depth_oracle(run, fixtures_dir, tiny_de
     assert frames.num_rows == sum(clips["n_frames"].to_pylist()) == 18
     assert len(set(zip(frames["clip_id"].to_pylist(), frames["frame_index"].to_pylist()))) == frames.num_rows
 
-    from transformers import pipeline
-
     import decord
     from PIL import Image
+    from transformers import pipeline
 
     reference = pipeline("depth-estimation", model=str(tiny_depth_model), device="cpu")
     for row in frames.to_pylist():

@@ -11,7 +11,9 @@ def test_defaults():
 
 def test_yaml_flat_and_nested_keys(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("fps: 2\nmax-frames-per-clip: 5\ndepth:\n  batch_size: 8\n  model: random:depth-anything-v2-small\n")
+    path.write_text(
+        "fps: 2\nmax-frames-per-clip: 5\ndepth:\n  batch_size: 8\n  model: random:depth-anything-v2-small\n"
+    )
     values = load_file(str(path))
     cfg = build({**values, "input": "i", "output": "o"})
     assert cfg.fps == 2 and cfg.max_frames_per_clip == 5 and cfg.depth.batch_size == 8

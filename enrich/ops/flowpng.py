@@ -1,0 +1,138 @@
+"""KITTI optical-flow PNGs: 16-bit RGB, written and read with numpy and zlib only.
+
+PIL cannot write 16-bit RGB and reads it as 8-bit, so the chunks are built here. The format is
+KITTI's: channel 0 holds u (x displacement), channel 1 holds v (y displacement), channel 2 the
+valid flag, and
+
+    flow = (png - 2**15) / 64    where channel 2 (valid) is 1
+
+so the range is ±512 px (exactly -512 .. 511.984) and the precision 1/64 px; values are rounded to
+the nearest step, an error of at most 1/128 px.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_OFFSET = 2**15
+_SCALE = 64.0
+_CHANNELS = 3
+_BYTES_PER_PIXEL = 2 * _CHANNELS
+_FILTER_NONE, _FILTER_SUB, _FILTER_UP = 0, 1, 2
+_GENERAL_READER = "use cv2.imread(path, cv2.IMREAD_UNCHANGED) (BGR order) for general PNGs"
+
+
+def encode_flow_png(flow: np.ndarray, compress_level: int = 1) -> bytes:
+    """Float [H, W, 2] flow (u, v in px) -> KITTI flow PNG bytes.
+
+    A vector that is not finite, or whose stored value would fall outside 0..65535 (beyond ±512
+    px), is marked invalid and stored as u = v = 2**15 (zero flow): clipping it, as KITTI's devkit
+    does, would keep a wrong vector marked valid. Every scanline uses filter type 2 ("Up"): on
+    smooth flow it compresses 2-15x better than filter 0 and, with less for zlib to chew on, is
+    no slower.
+    """
+    flow = np.asarray(flow)
+    if flow.ndim != 3 or flow.shape[2] != 2 or 0 in flow.shape:
+        raise ValueError(f"flow must be a non-empty [H, W, 2] array, got shape {flow.shape}")
+    height, width = flow.shape[:2]
+    with np.errstate(invalid="ignore", over="ignore"):
+        stored = np.rint(flow.astype(np.float64) * _SCALE + _OFFSET)
+        valid = np.all((stored >= 0) & (stored <= 65535), axis=2)  # False for NaN and inf
+    samples = np.empty((height, width, _CHANNELS), np.uint16)
+    samples[..., :2] = np.where(valid[..., None], stored, _OFFSET)
+    samples[..., 2] = valid
+    rows = samples.astype(">u2").view(np.uint8).reshape(height, width * _BYTES_PER_PIXEL)
+    filtered = rows.copy()
+    filtered[1:] -= rows[:-1]  # "Up": uint8 arithmetic wraps modulo 256, as the PNG spec defines
+    scanlines = np.concatenate([np.full((height, 1), _FILTER_UP, np.uint8), filtered], axis=1)
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"".join(
+        [
+            _SIGNATURE,
+            _chunk(b"IHDR", header),
+            _chunk(b"IDAT", zlib.compress(scanlines.tobytes(), compress_level)),
+            _chunk(b"IEND", b""),
+        ]
+    )
+
+
+def decode_flow_png(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """KITTI flow PNG bytes -> (flow float32 [H, W, 2] with NaN where invalid, valid bool [H, W]).
+
+    Reads what `encode_flow_png` writes, and any file using only filter types 0, 1, 2. Files from
+    libpng-based writers (KITTI's own) usually also use Paeth (4) and are refused with ValueError
+    rather than decoded wrongly.
+    """
+    width, height, idat = _read_chunks(data)
+    try:
+        scanlines = zlib.decompress(idat)
+    except zlib.error as error:
+        raise ValueError(f"corrupt PNG image data: {error}") from None
+    stride = 1 + width * _BYTES_PER_PIXEL
+    if len(scanlines) != height * stride:
+        raise ValueError(f"PNG image data has {len(scanlines)} bytes, expected {height * stride}")
+    rows = _unfilter(np.frombuffer(scanlines, np.uint8).reshape(height, stride))
+    samples = rows.view(">u2").reshape(height, width, _CHANNELS)
+    valid = samples[..., 2] > 0  # KITTI's devkit treats any non-zero flag as valid
+    flow = (samples[..., :2].astype(np.float32) - _OFFSET) / _SCALE
+    flow[~valid] = np.nan
+    return flow, valid
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _read_chunks(data: bytes) -> tuple[int, int, bytes]:
+    """Check signature, CRCs and header; return width, height and the joined IDAT payloads."""
+    if not data.startswith(_SIGNATURE):
+        raise ValueError("not a PNG file (bad signature)")
+    position, header, idat = len(_SIGNATURE), None, []
+    while position + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        kind = data[position + 4 : position + 8]
+        if position + 12 + length > len(data):
+            raise ValueError(f"PNG chunk {kind!r} is truncated")
+        payload = data[position + 8 : position + 8 + length]
+        if struct.unpack_from(">I", data, position + 8 + length)[0] != zlib.crc32(kind + payload):
+            raise ValueError(f"PNG chunk {kind!r} fails its CRC")
+        position += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", payload)
+        elif kind == b"IDAT":
+            idat.append(payload)
+        elif kind == b"IEND":
+            break
+    if header is None or not idat:
+        raise ValueError("PNG has no IHDR or no IDAT chunk")
+    width, height, depth, colour, _, _, interlace = header
+    if (depth, colour) != (16, 2):
+        raise ValueError(
+            f"not a KITTI flow PNG: bit depth {depth}, colour type {colour} (expected 16-bit RGB); {_GENERAL_READER}"
+        )
+    if interlace:
+        raise ValueError(f"interlaced PNGs are not supported; {_GENERAL_READER}")
+    return width, height, b"".join(idat)
+
+
+def _unfilter(scanlines: np.ndarray) -> np.ndarray:
+    """Undo per-scanline filters 0, 1, 2; a loop over rows, each row vectorised."""
+    rows = np.empty((scanlines.shape[0], scanlines.shape[1] - 1), np.uint8)
+    previous = np.zeros(rows.shape[1], np.uint8)
+    for index, (kind, line) in enumerate(zip(scanlines[:, 0], scanlines[:, 1:], strict=True)):
+        if kind == _FILTER_NONE:
+            rows[index] = line
+        elif kind == _FILTER_SUB:  # running sum of each byte position across pixels, modulo 256
+            rows[index] = np.cumsum(line.reshape(-1, _BYTES_PER_PIXEL), axis=0, dtype=np.uint8).reshape(-1)
+        elif kind == _FILTER_UP:
+            rows[index] = line + previous
+        else:
+            raise ValueError(
+                f"PNG filter type {kind} on row {index} is not supported (only 0, 1, 2); {_GENERAL_READER}"
+            )
+        previous = rows[index]
+    return rows

@@ -1,0 +1,308 @@
+"""Top-down human pose: RT-DETR finds people, ViTPose puts 17 COCO keypoints on each, through transformers.
+
+This is the usage the ViTPose model doc prescribes: detect, keep the "person" boxes, turn them from
+(x0, y0, x1, y1) into COCO (x, y, w, h), crop with the ViTPose image processor, run the pose model and
+map the heatmaps back with `post_process_pose_estimation`. Batching changes only how much runs at once:
+the detector sees frames of the same size together, and the person crops of a whole call go through
+ViTPose in fixed-size chunks, so a crowded frame cannot blow up memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from enrich.ops.depth import pick_device
+
+COCO_KEYPOINTS = [
+    "Nose", "L_Eye", "R_Eye", "L_Ear", "R_Ear", "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow",
+    "L_Wrist", "R_Wrist", "L_Hip", "R_Hip", "L_Knee", "R_Knee", "L_Ankle", "R_Ankle",
+]  # fmt: skip
+
+COCO_LABELS = [
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush",
+]  # fmt: skip
+
+COCO_DATASET_INDEX = 0  # ViTPose-plus MoE experts: COCO is the first training set
+
+# ViTPose backbones: the published ViTPose-B simple, and a tiny one with the same classes.
+_VITPOSE_SIZES = {
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4),
+    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2),
+}
+
+# Random class heads put the person logit far below the top-k of the other 79 classes, so a random
+# detector never reports anybody. Per size, (scale of the person weight row, person bias), found for
+# seed 0 so that on street footage the default threshold 0.5 keeps a handful of people, 0.1 keeps
+# 100-200, and an all-black frame none.
+_PERSON_LOGIT = {"tiny": (8.0, -5.0), "r50": (-8.0, -4.5)}
+
+
+def vitpose_processor():
+    """The preprocessing the published ViTPose checkpoints ship: 256x192 box crops, ImageNet mean/std."""
+    from transformers import VitPoseImageProcessor
+
+    return VitPoseImageProcessor(
+        do_affine_transform=True,
+        size={"height": 256, "width": 192},
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        normalize_factor=200.0,
+    )
+
+
+def rtdetr_processor():
+    """The preprocessing the published RT-DETR checkpoints ship: 640x640 bilinear, [0, 1], no normalising."""
+    from transformers import RTDetrImageProcessor
+
+    return RTDetrImageProcessor(
+        do_resize=True,
+        size={"height": 640, "width": 640},
+        resample=2,  # bilinear
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=False,
+        do_pad=False,
+    )
+
+
+def build_random_vitpose(folder: str, size: str = "tiny", seed: int = 0) -> None:
+    """Save a random-weight ViTPose (simple decoder, 17 COCO keypoints) with the real image processor."""
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
+
+    arch = _VITPOSE_SIZES[size]
+    backbone = VitPoseBackboneConfig(
+        **arch, image_size=[256, 192], patch_size=[16, 16], out_indices=[arch["num_hidden_layers"]]
+    )
+    config = VitPoseConfig(
+        backbone_config=backbone,
+        use_simple_decoder=True,
+        scale_factor=4,
+        id2label=dict(enumerate(COCO_KEYPOINTS)),
+    )
+    torch.manual_seed(seed)
+    VitPoseForPoseEstimation(config).save_pretrained(folder)
+    vitpose_processor().save_pretrained(folder)
+
+
+def build_random_rtdetr(folder: str, size: str = "tiny", seed: int = 0) -> None:
+    """Save a random-weight RT-DETR with the 80 COCO labels and the real image processor.
+
+    "r50" is the published R50vd architecture (transformers' default config); "tiny" is the same classes
+    with one basic block per ResNet stage (16-128 channels) and a 32-wide encoder and 2-layer decoder.
+    The person logit is rescaled (see `_PERSON_LOGIT`) so that the random detector finds people at all.
+    """
+    from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrResNetConfig
+
+    scale, bias = _PERSON_LOGIT[size]
+    labels = dict(id2label=dict(enumerate(COCO_LABELS)))
+    if size == "r50":
+        config = RTDetrConfig(**labels)
+    else:
+        backbone = RTDetrResNetConfig(
+            embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1], layer_type="basic",
+            out_indices=[2, 3, 4],
+        )  # fmt: skip
+        config = RTDetrConfig(
+            backbone_config=backbone, encoder_in_channels=[32, 64, 128], encoder_hidden_dim=32,
+            encoder_ffn_dim=64, encoder_attention_heads=2, d_model=32, decoder_in_channels=[32, 32, 32],
+            decoder_ffn_dim=64, decoder_layers=2, decoder_attention_heads=2, **labels,
+        )  # fmt: skip
+    torch.manual_seed(seed)
+    model = RTDetrForObjectDetection(config)
+    person = person_label(config)
+    with torch.no_grad():
+        for head in model.model.decoder.class_embed:
+            head.weight[person] *= scale
+            head.bias[person] = bias
+    model.save_pretrained(folder)
+    rtdetr_processor().save_pretrained(folder)
+
+
+RANDOM_BUILDERS = {
+    "vitpose-tiny": lambda folder: build_random_vitpose(folder, "tiny"),
+    "vitpose-base": lambda folder: build_random_vitpose(folder, "base"),
+    "rtdetr-tiny": lambda folder: build_random_rtdetr(folder, "tiny"),
+    "rtdetr-r50": lambda folder: build_random_rtdetr(folder, "r50"),
+}
+
+
+def person_label(config) -> int:
+    """The detector's class id for "person"; the pose model only makes sense on those boxes."""
+    for label_id, name in config.id2label.items():
+        if str(name).strip().lower() == "person":
+            return int(label_id)
+    raise ValueError(f"the detector has no 'person' class among its {len(config.id2label)} labels")
+
+
+def _expect_model_type(folder: str, expected: str, role: str):
+    from transformers import AutoConfig
+
+    if not os.path.isdir(folder):
+        raise ValueError(f"{role} {folder}: no such folder")
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{role} {folder}: not loadable ({str(error).strip().splitlines()[0]})") from None
+    if config.model_type != expected:
+        raise ValueError(f"{role} {folder}: expected model_type {expected!r}, got {config.model_type!r}")
+    return config
+
+
+def _check_weights(model_class, folder: str, role: str) -> None:
+    """transformers only warns about missing weights and would silently run a half-random model.
+
+    Mismatched shapes are collected rather than raised, so the message can name one.
+    """
+    try:
+        _, info = model_class.from_pretrained(folder, output_loading_info=True, ignore_mismatched_sizes=True)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ValueError(f"{role} {folder}: weights not loadable ({str(error).strip().splitlines()[0]})") from None
+    for problem in ("missing_keys", "mismatched_keys", "unexpected_keys"):
+        if info.get(problem):
+            first = sorted(info[problem], key=str)[0]
+            raise ValueError(
+                f"{role} {folder}: weights do not match the config "
+                f"({len(info[problem])} {problem.replace('_', ' ')}, e.g. {_describe(first)})"
+            )
+
+
+def _describe(entry) -> str:
+    if isinstance(entry, tuple):  # a mismatched key: (name, saved shape, shape the config builds)
+        name, saved, built = entry
+        return f"{name} saved as {list(saved)}, config builds {list(built)}"
+    return str(entry)
+
+
+def check_loadable(pose_folder: str, detector_folder: str) -> None:
+    """Load both checkpoints once on CPU and refuse, in one line, anything that would run wrong."""
+    from transformers import RTDetrForObjectDetection, VitPoseForPoseEstimation
+
+    _expect_model_type(pose_folder, "vitpose", "pose model")
+    detector_config = _expect_model_type(detector_folder, "rt_detr", "person detector")
+    try:
+        person_label(detector_config)
+    except ValueError as error:
+        raise ValueError(f"person detector {detector_folder}: {error}") from None
+    _check_weights(VitPoseForPoseEstimation, pose_folder, "pose model")
+    _check_weights(RTDetrForObjectDetection, detector_folder, "person detector")
+
+
+class PoseEstimator:
+    """Loaded detector + pose model: `predict(frames)` returns the people of each frame with keypoints."""
+
+    def __init__(
+        self,
+        pose_folder: str,
+        detector_folder: str,
+        threshold: float = 0.5,
+        device: str | None = None,
+        precision: str = "fp32",
+        crops_per_batch: int = 32,
+    ):
+        from transformers import AutoImageProcessor, RTDetrForObjectDetection, VitPoseForPoseEstimation
+
+        pose_config = _expect_model_type(pose_folder, "vitpose", "pose model")
+        detector_config = _expect_model_type(detector_folder, "rt_detr", "person detector")
+        self.person = person_label(detector_config)
+        self.threshold = threshold
+        self.crops_per_batch = crops_per_batch
+        self.moe = pose_config.backbone_config.num_experts > 1
+        self.device = device or pick_device()
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+        if self.device == "cpu":
+            self.dtype = torch.float32  # half precision on CPU is slower and less accurate
+        self.detector_processor = AutoImageProcessor.from_pretrained(detector_folder)
+        self.pose_processor = AutoImageProcessor.from_pretrained(pose_folder)
+        self.detector = RTDetrForObjectDetection.from_pretrained(detector_folder, dtype=self.dtype)
+        self.detector.to(self.device).eval()
+        self.pose_model = VitPoseForPoseEstimation.from_pretrained(pose_folder, dtype=self.dtype)
+        self.pose_model.to(self.device).eval()
+
+    @torch.inference_mode()
+    def predict(self, frames: list[np.ndarray]) -> list[list[dict]]:
+        """RGB uint8 [H, W, 3] frames -> per frame, in input order, its people in original-frame pixels."""
+        detections = self._detect(frames)
+        poses = self._keypoints(frames, [boxes for boxes, _ in detections])
+        return [
+            [_person(*person) for person in zip(boxes, scores, frame_poses, strict=True)]
+            for (boxes, scores), frame_poses in zip(detections, poses, strict=True)
+        ]
+
+    def _detect(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per frame, the person boxes as float32 COCO (x, y, w, h) and their scores."""
+        results: list = [None] * len(frames)
+        by_shape: dict[tuple, list[int]] = defaultdict(list)
+        for i, frame in enumerate(frames):
+            by_shape[frame.shape].append(i)
+        for shape, positions in by_shape.items():
+            inputs = self.detector_processor(images=[frames[i] for i in positions], return_tensors="pt")
+            outputs = self.detector(pixel_values=inputs["pixel_values"].to(self.device, self.dtype))
+            outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
+            found = self.detector_processor.post_process_object_detection(
+                outputs, target_sizes=[shape[:2]] * len(positions), threshold=self.threshold
+            )
+            for i, result in zip(positions, found, strict=True):
+                keep = result["labels"] == self.person
+                results[i] = (_xyxy_to_xywh(result["boxes"][keep].cpu().numpy()), result["scores"][keep].cpu().numpy())
+        return results
+
+    def _keypoints(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> list[list[tuple]]:
+        """Per frame, per box, (keypoints [K, 2], scores [K]), running every crop of the call in chunks."""
+        crops = [(i, j) for i, frame_boxes in enumerate(boxes) for j in range(len(frame_boxes))]
+        results: list[list[tuple]] = [[] for _ in frames]
+        for start in range(0, len(crops), self.crops_per_batch):
+            chunk = crops[start : start + self.crops_per_batch]
+            in_chunk: dict[int, list[int]] = defaultdict(list)  # frame -> its boxes here, in order
+            for i, j in chunk:
+                in_chunk[i].append(j)
+            chunk_frames = [frames[i] for i in in_chunk]
+            chunk_boxes = [boxes[i][rows] for i, rows in in_chunk.items()]
+            poses = self._estimate(chunk_frames, chunk_boxes)
+            for i, frame_poses in zip(in_chunk, poses, strict=True):
+                results[i].extend(
+                    (pose["keypoints"].cpu().numpy(), pose["scores"].cpu().numpy()) for pose in frame_poses
+                )
+        return results
+
+    def _estimate(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> list[list[dict]]:
+        inputs = self.pose_processor(frames, boxes=boxes, return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+        extra = {}
+        if self.moe:
+            extra["dataset_index"] = torch.full((len(pixel_values),), COCO_DATASET_INDEX, device=self.device)
+        outputs = self.pose_model(pixel_values=pixel_values, **extra)
+        outputs.heatmaps = outputs.heatmaps.float()
+        return self.pose_processor.post_process_pose_estimation(outputs, boxes=boxes)
+
+
+def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    boxes = boxes.astype(np.float32, copy=True)
+    boxes[:, 2:] -= boxes[:, :2]
+    return boxes
+
+
+def _person(box: np.ndarray, score: float, pose: tuple[np.ndarray, np.ndarray]) -> dict:
+    points, point_scores = pose
+    return {
+        "bbox": [float(v) for v in box],
+        "score": float(score),
+        "keypoints": [
+            {"x": float(x), "y": float(y), "score": float(s)}
+            for (x, y), s in zip(points, np.ravel(point_scores), strict=True)
+        ],
+    }

@@ -1,0 +1,121 @@
+"""Flow: a pool of actors running torchvision's RAFT on each frame and its successor in the clip,
+then a CPU stage that stores each field as a KITTI 16-bit PNG.
+
+Pairs come from decode (`next_frame`), so they never cross clips. The clip's last sampled frame has
+no successor: its flow is empty and stored as null, which is not an error.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from enrich.errors import UsageError
+from enrich.models import ModelRef, materialize, resolve_file
+from enrich.ops.flow import ARCHS, FlowEstimator, build_random, check_loadable, load_raft
+from enrich.ops.flowpng import encode_flow_png
+from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, per_item
+
+# RAFT's correlation volume grows as (H*W/64)^2 per pair: about 5.7 GB at 1080p in fp32.
+DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 2}
+WEIGHTS_FILE = "weights.pt"  # inside a random smoke model's cache folder
+RANDOM_BUILDERS = {
+    arch: (lambda folder, arch=arch: build_random(arch, os.path.join(folder, WEIGHTS_FILE))) for arch in ARCHS
+}
+
+
+def resolve_flow(spec: str) -> ModelRef:
+    """`raft_large`, `raft_small`, `ARCH:PATH` (local or s3:// state dict) or `random:ARCH`."""
+    if spec.startswith("random:"):
+        arch = spec[len("random:") :]
+        _known(arch, spec)
+        return ModelRef(spec, "random", arch, "seed0")
+    arch, _, path = spec.partition(":")
+    _known(arch, spec)
+    if path:
+        return resolve_file(spec, path)
+    from torchvision.models import optical_flow
+
+    weights = getattr(optical_flow, f"Raft_{arch.split('_')[1].title()}_Weights").DEFAULT
+    return ModelRef(spec, "torchvision", arch, str(weights))
+
+
+def _known(arch: str, spec: str) -> None:
+    if arch not in ARCHS:
+        raise UsageError(
+            f"unknown flow model {spec!r} (use {' or '.join(ARCHS)}, optionally ARCH:PATH, or random:ARCH)"
+        )
+
+
+def arch_and_weights(ref: ModelRef) -> tuple[str, str | None]:
+    """The architecture, and a local state-dict file (None: torchvision's published weights)."""
+    if ref.kind == "torchvision":
+        return ref.location, None
+    if ref.kind == "random":
+        return ref.location, os.path.join(materialize(ref, RANDOM_BUILDERS), WEIGHTS_FILE)
+    return ref.spec.split(":", 1)[0], materialize(ref, {})
+
+
+class Flow(Stage):
+    name = "flow"
+    inputs = ("frame", "next_frame", ERROR)
+    outputs = ("flow", ERROR)
+
+    def __init__(self, model: ModelRef, updates: int = 12, threads: int | None = None, drop=()):
+        import torch
+
+        super().__init__(drop)
+        if threads:
+            torch.set_num_threads(threads)
+        self.estimator = FlowEstimator(*arch_and_weights(model), num_updates=updates)
+
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = [i for i in ok_rows(batch) if batch["next_frame"][i].size]
+        fields, errors = per_item(self.estimator.predict, [(batch["frame"][i], batch["next_frame"][i]) for i in rows])
+        flow = [np.zeros((0, 0, 2), dtype=np.float32)] * len(batch[ERROR])
+        failures = np.array(batch[ERROR], dtype=object)
+        for i, field, err in zip(rows, fields, errors):
+            if err is None:
+                flow[i] = field
+            else:
+                failures[i] = f"flow: {err}"
+        return {**batch, "flow": column(flow), ERROR: failures}
+
+
+class EncodeFlow(Stage):
+    name = "encode-flow"
+    inputs = ("flow", ERROR)
+    outputs = ("flow_png",)
+
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pngs = np.array([None] * len(batch[ERROR]), dtype=object)
+        for i in ok_rows(batch):
+            if batch["flow"][i].size:
+                pngs[i] = encode_flow_png(batch["flow"][i])
+        return {**batch, "flow_png": pngs}
+
+
+def _check(refs: dict[str, ModelRef]) -> None:
+    arch, weights = arch_and_weights(refs["model"])
+    if weights is None:  # torchvision's published weights: fetch them now (cached), not in every actor
+        try:
+            load_raft(arch, None)
+        except Exception as exc:
+            raise ValueError(
+                f"cannot fetch torchvision's {arch} weights ({type(exc).__name__}); "
+                f"pass {arch}:PATH to a state dict (local or s3://)"
+            ) from None
+    check_loadable(arch, weights)
+
+
+STAGE = ModelStage(
+    name="flow",
+    actor=Flow,
+    encoder=EncodeFlow,
+    resolve=lambda cfg: {"model": resolve_flow(cfg.model)},
+    check=_check,
+    actor_kwargs=lambda cfg, refs: dict(model=refs["model"], updates=cfg.updates),
+    default_batch=DEFAULT_BATCH_SIZE,
+    reads_pairs=True,
+)

@@ -1,0 +1,77 @@
+"""Pose: a pool of actors each holding an RT-DETR person detector and a ViTPose model (top-down).
+
+Each frame's people travel as JSON to the writer, which stores them as a nested Parquet column
+(see `enrich.manifest.schema.PERSON`): nested values of varying length do not survive Ray's
+numpy batches reliably, while a string does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from enrich.models import ModelRef, materialize, resolve
+from enrich.ops.pose import RANDOM_BUILDERS, PoseEstimator, check_loadable
+from enrich.stages.base import ERROR, ModelStage, Stage, ok_rows, per_item
+
+DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 8}
+
+
+class Pose(Stage):
+    name = "pose"
+    inputs = ("frame", ERROR)
+    outputs = ("pose", ERROR)
+
+    def __init__(
+        self,
+        model: ModelRef,
+        detector: ModelRef,
+        threshold: float = 0.5,
+        precision: str = "fp32",
+        threads: int | None = None,
+        drop=(),
+    ):
+        import torch
+
+        super().__init__(drop)
+        if threads:
+            torch.set_num_threads(threads)
+        self.estimator = PoseEstimator(
+            materialize(model, RANDOM_BUILDERS),
+            materialize(detector, RANDOM_BUILDERS),
+            threshold=threshold,
+            precision=precision,
+        )
+
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = ok_rows(batch)
+        people, errors = per_item(self.estimator.predict, [batch["frame"][i] for i in rows])
+        pose = np.array([None] * len(batch[ERROR]), dtype=object)
+        failures = np.array(batch[ERROR], dtype=object)
+        for i, found, err in zip(rows, people, errors):
+            if err is None:
+                pose[i] = json.dumps(found)
+            else:
+                failures[i] = f"pose: {err}"
+        return {**batch, "pose": pose, ERROR: failures}
+
+
+def _check(refs: dict[str, ModelRef]) -> None:
+    check_loadable(materialize(refs["model"], RANDOM_BUILDERS), materialize(refs["detector"], RANDOM_BUILDERS))
+
+
+STAGE = ModelStage(
+    name="pose",
+    actor=Pose,
+    encoder=None,
+    resolve=lambda cfg: {
+        "model": resolve(cfg.model, RANDOM_BUILDERS),
+        "detector": resolve(cfg.detector_model, RANDOM_BUILDERS),
+    },
+    check=_check,
+    actor_kwargs=lambda cfg, refs: dict(
+        model=refs["model"], detector=refs["detector"], threshold=cfg.detector_threshold, precision=cfg.precision
+    ),
+    default_batch=DEFAULT_BATCH_SIZE,
+)
