@@ -1,0 +1,234 @@
+"""Throughput: model only, `enrich run` end to end, and the naive loop, on the same frames.
+
+    python benchmarks/throughput.py                       # depth, ViT-S, CPU, the fixture clips
+    python benchmarks/throughput.py --arch large          # ViT-L (use on a GPU machine)
+    python benchmarks/throughput.py --stages depth,flow,pose --skip-naive
+
+Random weights of the real architectures at the real input sizes cost the same as real weights:
+Depth Anything V2 (ViT-S/B/L), RAFT large, ViTPose-B with an RT-DETR R50 detector.
+Prints each stage's model-only rate, the whole command's rate, the naive depth loop's (depth
+only), the ratios, and a per-stage breakdown measured in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from enrich.models import ModelRef, materialize  # noqa: E402
+from enrich.ops import video  # noqa: E402
+from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator  # noqa: E402
+from enrich.ops.quantize import encode_png16, quantize  # noqa: E402
+from enrich.stages.depth import DEFAULT_BATCH_SIZE  # noqa: E402
+
+
+def sampled_frames(clips: list[Path], fps: float, max_frames: int) -> tuple[list[list[np.ndarray]], float]:
+    """The sampled frames of each clip, and the seconds decoding took."""
+    per_clip, started = [], time.perf_counter()
+    for clip in clips:
+        reader = video.open_video(str(clip))
+        _, indices, timestamps = video.sampled(reader, fps, max_frames)
+        per_clip.append([f for chunk in video.read_chunks(reader, indices, timestamps, 8) for f in chunk.frames])
+    return per_clip, time.perf_counter() - started
+
+
+def by_size(frames: list[np.ndarray], batch: int) -> list[list[np.ndarray]]:
+    """Batches as the pipeline forms them: consecutive frames (clips are contiguous)."""
+    return [frames[i : i + batch] for i in range(0, len(frames), batch)]
+
+
+def model_only(model_dir: str, frames: list[np.ndarray], batch: int, precision: str) -> tuple[float, list]:
+    """Depth Anything: image processor, forward pass and post-processing, batched as the stage does."""
+    estimator = DepthEstimator(model_dir, precision=precision)
+    estimator.predict(frames[:1])  # warm-up
+    started = time.perf_counter()
+    maps = []
+    for group in by_size(frames, batch):
+        maps.extend(estimator.predict(group))
+    _sync()
+    return time.perf_counter() - started, maps
+
+
+def flow_only(per_clip: list[list[np.ndarray]], batch: int) -> tuple[float, int]:
+    """RAFT large on each frame and its successor in the clip, as the flow stage pairs them."""
+    from enrich.ops.flow import FlowEstimator
+    from enrich.stages.flow import RANDOM_BUILDERS as FLOW_BUILDERS, WEIGHTS_FILE
+
+    folder = materialize(ModelRef("random:raft_large", "random", "raft_large", "seed0"), FLOW_BUILDERS)
+    estimator = FlowEstimator("raft_large", os.path.join(folder, WEIGHTS_FILE))
+    pairs = [(a, b) for frames in per_clip for a, b in zip(frames, frames[1:])]
+    estimator.predict(pairs[:1])
+    started = time.perf_counter()
+    for i in range(0, len(pairs), batch):
+        estimator.predict(pairs[i : i + batch])
+    _sync()
+    return time.perf_counter() - started, len(pairs)
+
+
+def pose_only(frames: list[np.ndarray], batch: int) -> tuple[float, int]:
+    """RT-DETR R50 then ViTPose-B on every person it finds (the detector is biased to find some)."""
+    from enrich.ops.pose import RANDOM_BUILDERS as POSE_BUILDERS, PoseEstimator
+
+    pose = materialize(ModelRef("random:vitpose-base", "random", "vitpose-base", "seed0"), POSE_BUILDERS)
+    detector = materialize(ModelRef("random:rtdetr-r50", "random", "rtdetr-r50", "seed0"), POSE_BUILDERS)
+    estimator = PoseEstimator(pose, detector)
+    estimator.predict(frames[:1])
+    started, people = time.perf_counter(), 0
+    for group in by_size(frames, batch):
+        people += sum(len(found) for found in estimator.predict(group))
+    _sync()
+    return time.perf_counter() - started, people
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def encode_only(maps: list[np.ndarray]) -> float:
+    started = time.perf_counter()
+    for depth in maps:
+        encode_png16(quantize(depth)[0])
+    return time.perf_counter() - started
+
+
+SMOKE_MODELS = {
+    "flow": ["--flow-model", "random:raft_large"],
+    "pose": ["--pose-model", "random:vitpose-base", "--detector-model", "random:rtdetr-r50"],
+}
+
+
+def end_to_end(
+    clips_dir: Path, model: str, fps: float, max_frames: int, batch: int, out: str, stages: list[str]
+) -> tuple[float, str]:
+    cmd = [sys.executable, "-m", "enrich", "run", str(clips_dir), out, "--depth-model", model, "--fps", str(fps),
+           "--max-frames-per-clip", str(max_frames), "--depth-batch-size", str(batch), "--quiet", "--force",
+           "--stages", ",".join(stages)]
+    cmd += [arg for stage in stages for arg in SMOKE_MODELS.get(stage, [])]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"enrich run failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return seconds, proc.stdout.strip().splitlines()[0]
+
+
+def naive_loop(clips: list[Path], model_dir: str, fps: float, max_frames: int, out: str) -> tuple[float, int]:
+    """What a user would write: decode, pipeline() one frame at a time, PIL PNG, pandas Parquet."""
+    import decord
+    import pandas as pd
+    from PIL import Image
+    from transformers import pipeline
+
+    started = time.perf_counter()
+    pipe = pipeline("depth-estimation", model=model_dir, device=0 if _cuda() else -1)
+    rows = []
+    for clip in clips:
+        reader = decord.VideoReader(str(clip))
+        step = max(1, round(reader.get_avg_fps() / fps))
+        for index in list(range(0, len(reader), step))[:max_frames]:
+            frame = reader[index].asnumpy()
+            depth = pipe(Image.fromarray(frame))["predicted_depth"].numpy()
+            lo, hi = float(depth.min()), float(depth.max())
+            codes = ((depth - lo) / max(hi - lo, 1e-12) * 65535).round().astype(np.uint16)
+            buffer = io.BytesIO()
+            Image.fromarray(codes).save(buffer, format="PNG")
+            rows.append({"clip": clip.name, "frame_index": index, "depth_png": buffer.getvalue(), "lo": lo, "hi": hi})
+    pd.DataFrame(rows).to_parquet(os.path.join(out, "naive.parquet"))
+    return time.perf_counter() - started, len(rows)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "fixtures" / "videos")
+    parser.add_argument("--arch", choices=["small", "base", "large"], default="small", help="Depth Anything V2 size")
+    parser.add_argument("--stages", default="depth", help="comma-separated subset of depth,flow,pose")
+    parser.add_argument("--fps", type=float, default=1.0)
+    parser.add_argument("--max-frames-per-clip", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=None, help="depth batch; default: enrich's, 1 CPU, 16 GPU")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    stages = [s for s in ("depth", "flow", "pose") if s in args.stages.split(",")]
+    batch = args.batch_size or DEFAULT_BATCH_SIZE["gpu" if _cuda() else "cpu"]
+    device_kind = "gpu" if _cuda() else "cpu"
+
+    clips = sorted(p for p in args.clips.iterdir() if p.suffix == ".mp4")
+    spec = f"random:depth-anything-v2-{args.arch}"
+    model_dir = materialize(ModelRef(spec, "random", f"depth-anything-v2-{args.arch}", "seed0"), RANDOM_BUILDERS)
+    per_clip, decode_s = sampled_frames(clips, args.fps, args.max_frames_per_clip)
+    frames = [f for clip_frames in per_clip for f in clip_frames]
+    n = len(frames)
+    device = "cuda" if _cuda() else f"cpu ({os.cpu_count()} cores)"
+    print(f"stages {','.join(stages)} on {device}: {n} frames from {len(clips)} clips "
+          f"(fps {args.fps:g}, <= {args.max_frames_per_clip}/clip); depth {spec}")
+
+    only: dict[str, tuple[float, int, str]] = {}  # stage -> (seconds, items, unit)
+    maps = []
+    if "depth" in stages:
+        model_s, maps = model_only(model_dir, frames, batch, args.precision)
+        only["depth"] = (model_s, n, "frames")
+    if "flow" in stages:
+        from enrich.stages.flow import DEFAULT_BATCH_SIZE as FLOW_BATCH
+
+        seconds, pairs = flow_only(per_clip, FLOW_BATCH[device_kind])
+        only["flow"] = (seconds, pairs, "pairs")
+    if "pose" in stages:
+        from enrich.stages.pose import DEFAULT_BATCH_SIZE as POSE_BATCH
+
+        seconds, people = pose_only(frames, POSE_BATCH[device_kind])
+        only["pose"] = (seconds, n, f"frames ({people} people)")
+    encode_s = encode_only(maps) if maps else 0.0
+    with tempfile.TemporaryDirectory() as out:
+        e2e_s, e2e_line = end_to_end(args.clips, spec, args.fps, args.max_frames_per_clip, batch, out, stages)
+        naive_s, naive_n = (None, 0) if args.skip_naive or stages != ["depth"] else naive_loop(
+            clips, model_dir, args.fps, args.max_frames_per_clip, out)
+
+    print()
+    print("model only, in-process:")
+    for stage, (seconds, items, unit) in only.items():
+        print(f"  {stage:<6} {items / seconds:>8.3f} {unit.split()[0]}/s  ({items} {unit} in {seconds:.1f}s)")
+    all_models_s = sum(seconds for seconds, _, _ in only.values())
+    print(f"  all    {n / all_models_s:>8.3f} frames/s  (the stages one after another: {all_models_s:.1f}s)")
+    print()
+    print(f"{'way':<28} {'frames/s':>9} {'seconds':>8}")
+    print(f"{'model(s) only, summed':<28} {n / all_models_s:>9.3f} {all_models_s:>8.1f}")
+    print(f"{'enrich run (whole command)':<28} {n / e2e_s:>9.3f} {e2e_s:>8.1f}")
+    if naive_s:
+        assert naive_n == n, f"naive loop sampled {naive_n} frames, enrich {n}"
+        print(f"{'naive loop':<28} {n / naive_s:>9.3f} {naive_s:>8.1f}")
+    print()
+    print(f"enrich run / model(s) only: {all_models_s / e2e_s:.2f}")
+    if naive_s:
+        print(f"enrich run / naive loop: {naive_s / e2e_s:.2f}")
+    print(f"(enrich run: {e2e_line})")
+    print()
+    print("per-stage cost, in-process, ms per frame:")
+    rows = [("decode", decode_s)] + [(f"{stage} model", seconds) for stage, (seconds, _, _) in only.items()]
+    if maps:
+        rows.append(("depth quantise + PNG", encode_s))
+    for stage, seconds in rows:
+        print(f"  {stage:<28} {1000 * seconds / n:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
