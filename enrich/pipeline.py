@@ -176,7 +176,8 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     ids = prep.model_ids
     constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}
     constants.update({f"{name}_model": ids.get(name) for name in STAGES})
-    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), num_cpus=0.5, batch_size=32))
+    # Small write batches: a clip commits as soon as its rows are staged, not when 32 rows pile up.
+    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), num_cpus=0.5, batch_size=8))
     return with_drops(plans)
 
 

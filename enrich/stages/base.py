@@ -35,7 +35,7 @@ class StagePlan:
         pool = f"{self.actors} actor(s)" if self.actors else "tasks"
         gpu = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
         batch = f", batch {self.batch_size}" if self.batch_size else ""
-        return f"{s.name:<7} {pool}, {self.num_cpus:g} CPU{gpu}{batch}: reads {', '.join(s.inputs)} -> writes {', '.join(s.outputs)}"
+        return f"{s.name:<7} {pool}, {self.num_cpus:.2g} CPU{gpu}{batch}: reads {', '.join(s.inputs)} -> writes {', '.join(s.outputs)}"
 
 
 class Stage:
