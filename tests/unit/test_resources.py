@@ -1,0 +1,63 @@
+"""Pool sizing from the cluster's shape, and the columns each stage drops."""
+
+from __future__ import annotations
+
+import pytest
+
+from enrich.config import DepthConfig, FlowConfig, PoseConfig
+from enrich.errors import UsageError
+from enrich.resources import size_actors
+from enrich.runtime import ClusterShape
+
+BATCH = {"cpu": 1, "gpu": 4}
+
+
+def shape(cpus=8, gpus=0.0, nodes=1):
+    return ClusterShape(cpus=cpus, gpus=gpus, nodes=nodes, cpus_per_node=int(cpus // nodes))
+
+
+def test_stages_share_each_gpu_and_get_one_actor_per_gpu():
+    stages = {"depth": (DepthConfig(), BATCH), "flow": (FlowConfig(), BATCH), "pose": (PoseConfig(), BATCH)}
+    sizes = size_actors(stages, shape(cpus=32, gpus=4, nodes=4))
+    assert {n: (s.pool, round(s.gpus, 3), s.batch_size) for n, s in sizes.items()} == {
+        n: (4, 0.333, 4) for n in stages
+    }
+    alone = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=32, gpus=4, nodes=4))["depth"]
+    assert (alone.pool, alone.gpus, alone.threads) == (4, 1.0, None)
+
+
+def test_explicit_gpu_fractions_set_pool_sizes_and_overcommit_fails():
+    stages = {"depth": (DepthConfig(gpus=0.25), BATCH), "flow": (FlowConfig(gpus=0.5), BATCH)}
+    sizes = size_actors(stages, shape(cpus=16, gpus=2))
+    assert (sizes["depth"].pool, sizes["flow"].pool) == (4, 2)
+    with pytest.raises(UsageError, match="want 4 GPUs .* has 2"):
+        size_actors({"depth": (DepthConfig(gpus=1, pool_size=4), BATCH)}, shape(cpus=16, gpus=2))
+
+
+def test_cpu_actors_leave_a_cpu_for_decoding_and_split_the_cores():
+    stages = {"depth": (DepthConfig(), BATCH), "flow": (FlowConfig(), BATCH), "pose": (PoseConfig(), BATCH)}
+    sizes = size_actors(stages, shape(cpus=2))
+    assert all(s.cpus * 3 <= 1 + 1e-9 and s.threads == 1 and s.gpus == 0 for s in sizes.values())
+    one = size_actors({"depth": (DepthConfig(pool_size=2), BATCH)}, shape(cpus=2))["depth"]
+    assert one.cpus == 0.5 and one.threads == 2  # two actors on 2 CPUs: still a CPU for the tasks
+    with pytest.raises(UsageError, match="leave no CPU"):
+        size_actors({"depth": (DepthConfig(gpus=1, pool_size=2), BATCH)}, shape(cpus=2, gpus=2))
+
+
+def test_each_stage_drops_what_no_later_stage_reads():
+    from enrich.pipeline import with_drops
+    from enrich.stages.base import StagePlan
+    from enrich.stages.decode import Decode
+    from enrich.stages.depth import Depth, EncodeDepth
+    from enrich.stages.flow import EncodeFlow, Flow
+    from enrich.stages.pose import Pose
+    from enrich.stages.write import WriteParts
+
+    order = [Decode, Depth, EncodeDepth, Flow, EncodeFlow, Pose, WriteParts]
+    drops = {p.stage.name: p.kwargs["drop"] for p in with_drops([StagePlan(s) for s in order])}
+    assert drops == {
+        "decode": (), "depth": (), "encode-depth": ("depth",), "flow": ("next_frame",),
+        "encode-flow": ("flow",), "pose": ("frame",), "write": (),
+    }  # fmt: skip
+    only_depth = with_drops([StagePlan(s) for s in (Decode, Depth, EncodeDepth, WriteParts)])
+    assert only_depth[1].kwargs["drop"] == ("frame",)
