@@ -54,7 +54,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="enrich", description="Depth enrichment of monocular video catalogues on Ray.")
+    parser = _Parser(prog="enrich", description="Depth, optical flow and pose for monocular video catalogues, on Ray.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser(
         "run",
@@ -93,11 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument(
             f"--{name}-pool-size", type=int, default=s, help="actors (default: enough for every GPU, 1 on CPU)"
         )
+        if name != "flow":  # RAFT runs in fp32 only
+            group.add_argument(
+                f"--{name}-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)"
+            )
         group.add_argument(
-            f"--{name}-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)"
-        )
-        group.add_argument(
-            f"--{name}-threads", type=int, default=s, help="torch threads per CPU actor (default: node cores)"
+            f"--{name}-threads",
+            type=int,
+            default=s,
+            help="torch threads per CPU actor (default: the node's cores / its CPU actors)",
         )
     run.add_argument("--flow-updates", dest="flow_updates", type=int, default=s, help="RAFT iterations (default: 12)")
     run.add_argument(
@@ -130,6 +134,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     skip = {"command", "func", "config", "quiet"}
     values.update({k: v for k, v in vars(args).items() if k not in skip})
     cfg = build(values)
+    unused = sorted(k for k in vars(args) if k.split("_")[0] in STAGES and k.split("_")[0] not in cfg.stages)
+    if unused:  # a flag for a stage that will not run is almost always a forgotten --stages
+        stage = unused[0].split("_")[0]
+        raise errors.UsageError(
+            f"{unused[0]} is an option of the {stage} stage, which is not in --stages ({','.join(cfg.stages)})"
+        )
     log = (lambda message: None) if args.quiet else pipeline.stderr_log
     prep = pipeline.prepare(cfg)
     summary = pipeline.execute(prep, log=log)

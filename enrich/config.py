@@ -22,7 +22,9 @@ DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 DEFAULT_FLOW_MODEL = "raft_large"
 DEFAULT_POSE_MODEL = "usyd-community/vitpose-base-simple"
 DEFAULT_DETECTOR_MODEL = "PekingU/rtdetr_r50vd_coco_o365"
-STAGES = ("depth", "flow", "pose")  # model stages, in the order the pipeline runs them
+# Model stages, in the order the pipeline runs them: flow first, so each frame's copy of its
+# successor (`next_frame`) leaves the object store before the other models see the frame.
+STAGES = ("flow", "depth", "pose")
 PRECISIONS = ("fp32", "fp16", "bf16")
 # Bumped whenever the way outputs are computed or stored changes, so old rows are redone.
 MANIFEST_VERSION = 2
@@ -41,7 +43,7 @@ class StageConfig:
 
     def output_fields(self) -> dict[str, Any]:
         """The fields that change what the stage writes (the rest only change speed)."""
-        skip = {"model", "batch_size", "gpus", "pool_size", "threads"}
+        skip = {"model", "detector_model", "batch_size", "gpus", "pool_size", "threads"}  # models: pinned ids
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 

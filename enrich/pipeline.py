@@ -1,9 +1,11 @@
 """`enrich run`: check everything on the driver, then one Ray Data streaming pipeline.
 
-    clips (metadata only) -> decode (CPU tasks) -> depth (actor pool, GPU when present)
-        -> encode (CPU tasks) -> write parts (CPU tasks) -> per-clip counts to the driver
+    clips (metadata only) -> decode (CPU tasks)
+        -> for each model stage of the run (flow, depth, pose): its actor pool (GPU when present),
+           then its CPU encoder if it has one
+        -> write parts (CPU tasks) -> per-clip counts to the driver
 
-The driver only ever sees clip metadata and per-clip counts; frames and depth stay in the object
+The driver only ever sees clip metadata and per-clip counts; frames and outputs stay in the object
 store and the workers. As soon as all rows of a clip are staged, a small Ray task commits the clip
 (one atomic file in frames/), so a crash loses at most the clips in flight.
 """
@@ -31,7 +33,7 @@ from enrich.plan import Plan, make_plan
 from enrich.resources import size_actors
 from enrich.runtime import ClusterShape, cluster_shape, init_ray
 from enrich.stages import model_stage
-from enrich.stages.base import ERROR, ModelStage, StagePlan
+from enrich.stages.base import ModelStage, StagePlan
 from enrich.stages.decode import Decode
 from enrich.stages.write import WriteParts
 from enrich.tracker import ClipProgress, ClipTracker
@@ -117,6 +119,7 @@ def prepare(cfg: RunConfig) -> Prepared:
         checked = pool.submit(_check_models, cfg, stages, models)
         if plan.todo:
             init_ray(cfg.address)
+            _sizing(cfg, stages, cluster_shape())  # pools that cannot fit fail here, before any work
         checked.result()
     return Prepared(cfg, models, config_hash, plan, new_run_id(), previous)
 
@@ -142,7 +145,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     columns it may drop (those no later stage reads)."""
     cfg = prep.cfg
     stages = {name: model_stage(name) for name in cfg.stages}
-    sizing = size_actors({n: (getattr(cfg, n), s.default_batch) for n, s in stages.items()}, shape)
+    sizing = _sizing(cfg, stages, shape)
     pairs = any(s.reads_pairs for s in stages.values())
     # A decoder that crashes its worker is retried twice, then its clip is reported failed
     # (Ray's default is to retry forever). This also keeps decoding out of the model actors.
@@ -181,14 +184,17 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     return with_drops(plans)
 
 
+def _sizing(cfg: RunConfig, stages: dict[str, ModelStage], shape: ClusterShape):
+    return size_actors({n: (getattr(cfg, n), s.default_batch) for n, s in stages.items()}, shape)
+
+
 def with_drops(plans: list[StagePlan]) -> list[StagePlan]:
-    """Each stage drops the inputs that no later stage reads, so frames and raw model outputs leave
-    the object store as soon as possible."""
+    """Each stage drops the inputs that no later stage reads (and it does not itself rewrite), so
+    frames and raw model outputs leave the object store as soon as possible."""
     out = []
     for i, p in enumerate(plans):
-        later = {c for q in plans[i + 1 :] for c in q.stage.inputs}
-        drop = tuple(c for c in p.stage.inputs if c not in later and c != ERROR and p.stage is not WriteParts)
-        out.append(replace(p, kwargs={**p.kwargs, "drop": drop}))
+        keep = {c for q in plans[i + 1 :] for c in q.stage.inputs} | set(p.stage.outputs)
+        out.append(replace(p, kwargs={**p.kwargs, "drop": tuple(c for c in p.stage.inputs if c not in keep)}))
     return out
 
 

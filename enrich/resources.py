@@ -1,17 +1,21 @@
 """How big each model stage's actor pool is, and what each actor reserves, from the cluster's shape.
 
 Defaults, for the common case of one GPU per node:
-  * on GPUs, the k model stages of a run share each GPU equally (1/k of a GPU per actor) and each
-    stage gets one actor per GPU, so every node holds one actor of every stage and no GPU idles
-    while another stage is the bottleneck; tune with `--STAGE-gpus` and `--STAGE-pool-size`;
-  * on CPUs, one actor per stage, the stages splitting a node's cores for their threads; the actors' Ray CPU
-    reservations are scaled down so that at least one CPU stays free for decode, encode and write
-    tasks (otherwise the pipeline would wait forever for a CPU).
+  * on GPUs, the model stages of a run share each GPU: a stage without `--STAGE-gpus` gets an
+    equal part of what the explicit fractions leave (1/k each when none is given); stages with an
+    explicit `--STAGE-pool-size` take their GPUs first, and every other stage gets one actor per
+    "set" of fractions that fits in the rest (one per GPU when they add up to 1). Ray's GPU
+    fractions are bookkeeping for placement, not compute shares: to give a bottleneck stage more
+    throughput, raise its `--STAGE-pool-size`;
+  * on CPUs, one actor per stage; the actors on a node split its cores for their torch threads,
+    and their Ray CPU reservations are scaled down so that at least one CPU stays free for the
+    decode, encode and write tasks (otherwise the pipeline would wait forever for a CPU).
 Impossible requests (more GPU than the cluster has, actors that leave no CPU) fail before any work.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from enrich.config import StageConfig
@@ -31,34 +35,45 @@ class ActorSizing:
 def size_actors(stages: dict[str, tuple[StageConfig, dict[str, int]]], shape: ClusterShape) -> dict[str, ActorSizing]:
     """`stages`: name -> (its config section, its default batch sizes {"cpu": n, "gpu": n})."""
     on_gpu = {n: (shape.gpus > 0 if c.gpus is None else c.gpus > 0) for n, (c, _) in stages.items()}
-    gpu_stages = max(1, sum(on_gpu.values()))
-    plans: dict[str, tuple[int, float]] = {}
-    for name, (cfg, _) in stages.items():
-        gpus = (cfg.gpus if cfg.gpus is not None else 1.0 / gpu_stages) if on_gpu[name] else 0.0
-        pool = cfg.pool_size or (max(1, int(shape.gpus / gpu_stages / gpus + 1e-9)) if on_gpu[name] else 1)
-        plans[name] = (pool, gpus)
-    wanted_gpus = sum(pool * gpus for pool, gpus in plans.values())
-    if wanted_gpus > shape.gpus + 1e-9:
-        detail = ", ".join(f"{n} {p} x {g:g}" for n, (p, g) in plans.items() if g)
-        raise UsageError(f"the actor pools want {wanted_gpus:g} GPUs ({detail}) but the cluster has {shape.gpus:g}")
-    cpu_actors = sum(pool for name, (pool, _) in plans.items() if not on_gpu[name])
-    # CPU stages run side by side, so they split a node's cores rather than each taking all of them.
-    cpu_stages = sum(1 for name in stages if not on_gpu[name])
-    threads = max(1, shape.cpus_per_node // max(1, cpu_stages))
-    gpu_actors = sum(pool for name, (pool, _) in plans.items() if on_gpu[name])
+    gpus = _gpu_fractions(stages, on_gpu)
+    # Stages with an explicit pool take their GPUs first; the others get one actor per set of
+    # their fractions that fits in what is left.
+    fixed = sum(c.pool_size * gpus[n] for n, (c, _) in stages.items() if n in gpus and c.pool_size)
+    free = sum(gpus[n] for n, (c, _) in stages.items() if n in gpus and not c.pool_size)
+    sets = max(1, int((shape.gpus - fixed) / free + 1e-9)) if free else 0
+    pools = {n: c.pool_size or (sets if on_gpu[n] else 1) for n, (c, _) in stages.items()}
+    wanted = sum(pools[n] * g for n, g in gpus.items())
+    if wanted > shape.gpus + 1e-9:
+        detail = ", ".join(f"{n} {pools[n]} x {g:.2g}" for n, g in gpus.items())
+        raise UsageError(f"the actor pools want {wanted:.3g} GPUs ({detail}) but the cluster has {shape.gpus:g}")
+
+    gpu_actors = sum(pools[n] for n in gpus)
+    cpu_actors = sum(pools[n] for n in stages if not on_gpu[n])
     cpu_share = min(1.0, max(0.1, (shape.cpus - 1 - gpu_actors) / cpu_actors)) if cpu_actors else 1.0
     if shape.cpus - gpu_actors - cpu_actors * cpu_share < 1 - 1e-9:
         raise UsageError(
             f"the actor pools ({gpu_actors + cpu_actors} actors) leave no CPU for decoding on a cluster "
             f"with {shape.cpus:g} CPUs; use smaller --STAGE-pool-size values"
         )
+    # CPU actors run side by side, so the ones on a node split its cores.
+    per_node = math.ceil(cpu_actors / max(1, shape.nodes)) if cpu_actors else 1
+    threads = max(1, shape.cpus_per_node // per_node)
     return {
         name: ActorSizing(
-            pool=pool,
-            gpus=gpus,
+            pool=pools[name],
+            gpus=gpus.get(name, 0.0),
             cpus=1.0 if on_gpu[name] else cpu_share,
             threads=None if on_gpu[name] else (cfg.threads or threads),
             batch_size=cfg.batch_size or default["gpu" if on_gpu[name] else "cpu"],
         )
-        for (name, (cfg, default)), (pool, gpus) in zip(stages.items(), plans.values())
+        for name, (cfg, default) in stages.items()
     }
+
+
+def _gpu_fractions(stages: dict[str, tuple[StageConfig, dict[str, int]]], on_gpu: dict[str, bool]) -> dict[str, float]:
+    """GPU per actor of each GPU stage: explicit ones as given, the rest share what is left."""
+    explicit = {n: float(c.gpus) for n, (c, _) in stages.items() if on_gpu[n] and c.gpus is not None}
+    unset = [n for n in stages if on_gpu[n] and n not in explicit]
+    left = 1.0 - sum(explicit.values())
+    share = left / len(unset) if unset and left > 1e-9 else 1.0 / max(1, len(explicit) + len(unset))
+    return {**explicit, **{n: share for n in unset}}

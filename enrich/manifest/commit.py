@@ -52,7 +52,15 @@ def read_clips(output: str) -> pa.Table | None:
     uri = clips_file(output)
     if not storage.exists(uri):
         return None
-    return pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+    return with_current_columns(pq.read_table(io.BytesIO(storage.read_bytes(uri))))
+
+
+def with_current_columns(table: pa.Table) -> pa.Table:
+    """A clips table written by an older version, with the columns added since as nulls."""
+    for f in CLIPS:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table
 
 
 def merge_clips(previous: pa.Table | None, rows: list[dict]) -> pa.Table:

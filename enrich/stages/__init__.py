@@ -1,7 +1,7 @@
 """Pipeline stages: decode -> one actor pool per model stage (+ its CPU encoder) -> write.
 
-A model stage is one module exporting `STAGE`, a `ModelStage`; register it here (and give it a
-config section in `enrich.config`) and the pipeline, driver checks and manifest pick it up.
+A model stage is one module exporting `STAGE`, a `ModelStage` (see there for the other places a new
+stage touches); register it here and the pipeline and driver checks pick it up.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What every stage shares: declared columns and resources, and failing items rather than batches.
 
 A stage is a small class: `__init__` loads what it needs once per worker (a model, for actor
-stages), `__call__(batch)` transforms a batch of rows given as a dict of numpy columns. Rows that
+stages), `process(batch)` transforms a batch of rows given as a dict of numpy columns. Rows that
 already carry an `error` pass through untouched; a row that fails gets its own `error`, and the
 rest of its batch goes on.
 """
@@ -35,7 +35,8 @@ class StagePlan:
         pool = f"{self.actors} actor(s)" if self.actors else "tasks"
         gpu = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
         batch = f", batch {self.batch_size}" if self.batch_size else ""
-        return f"{s.name:<7} {pool}, {self.num_cpus:.2g} CPU{gpu}{batch}: reads {', '.join(s.inputs)} -> writes {', '.join(s.outputs)}"
+        io = f"reads {', '.join(s.inputs)} -> writes {', '.join(s.outputs)}"
+        return f"{s.name:<7} {pool}, {self.num_cpus:.2g} CPU{gpu}{batch}: {io}"
 
 
 class Stage:
@@ -61,8 +62,9 @@ class Stage:
 
 @dataclass(frozen=True)
 class ModelStage:
-    """A model stage as the pipeline sees it. Adding a stage is one module exporting one of these,
-    plus a line in `enrich.stages.MODEL_STAGES` and a config section.
+    """A model stage as the pipeline sees it. Adding one: a module exporting one of these, a line in
+    `enrich.stages.MODEL_STAGES`, a config section (`enrich.config`), its model flag
+    (`enrich.cli.STAGE_MODEL_FLAGS`) and its manifest columns (`enrich.manifest.schema`).
 
     The driver calls `resolve` (pin each model spec to a revision) and `check` (load once, fail fast);
     the actor class gets `actor_kwargs`; `encoder`, if any, is a CPU stage that turns the actor's raw
@@ -112,6 +114,33 @@ def per_item(fn: Callable[[Sequence[Any]], list[Any]], items: Sequence[Any]) -> 
             results.append(None)
             errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
     return results, errors
+
+
+def predict_rows(
+    batch: dict[str, np.ndarray], rows: list[int], fn: Callable, items: Sequence[Any], empty: Any, stage: str
+) -> tuple[list[Any], np.ndarray]:
+    """`fn` over the items of `rows` (failing items alone, see `per_item`).
+
+    Returns one value per row of the batch (`empty` where not run or failed) and the batch's error
+    column with `stage: reason` added for the rows that failed.
+    """
+    results, errors = per_item(fn, items)
+    values = [empty] * len(batch[ERROR])
+    failures = np.array(batch[ERROR], dtype=object)
+    for i, value, err in zip(rows, results, errors):
+        if err is None:
+            values[i] = value
+        else:
+            failures[i] = f"{stage}: {err}"
+    return values, failures
+
+
+def use_threads(threads: int | None) -> None:
+    """Torch threads of a CPU actor (Ray would leave it one; see `enrich.pipeline.stage_plans`)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def column(arrays: list[np.ndarray]) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 from enrich.models import ModelRef, materialize, resolve
 from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator, check_loadable
 from enrich.ops.quantize import encode_png16, quantize
-from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, per_item
+from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, predict_rows, use_threads
 
 # Frames per forward pass when not configured. On CPU a batch is slower per frame than single
 # frames (measured 1.65-1.78 s vs 1.89-1.93 s per 480p frame, ViT-S, 2 cores); GPUs want batches.
@@ -25,29 +25,18 @@ class Depth(Stage):
     outputs = ("depth", "depth_kind", ERROR)
 
     def __init__(self, model: ModelRef, precision: str = "fp32", threads: int | None = None, drop=()):
-        import torch
-
         super().__init__(drop)
-        if threads:
-            torch.set_num_threads(threads)
+        use_threads(threads)
         self.estimator = DepthEstimator(materialize(model, RANDOM_BUILDERS), precision=precision)
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = ok_rows(batch)
-        maps, errors = per_item(self.estimator.predict, [batch["frame"][i] for i in rows])
-        depth = [np.zeros((0, 0), dtype=np.float32)] * len(batch[ERROR])
-        failures = np.array(batch[ERROR], dtype=object)
-        for i, depth_map, err in zip(rows, maps, errors):
-            if err is None:
-                depth[i] = depth_map
-            else:
-                failures[i] = f"depth: {err}"
-        return {
-            **batch,
-            "depth": column(depth),
-            "depth_kind": np.array([self.estimator.kind] * len(depth), dtype=object),
-            ERROR: failures,
-        }
+        empty = np.zeros((0, 0), dtype=np.float32)
+        maps, failures = predict_rows(
+            batch, rows, self.estimator.predict, [batch["frame"][i] for i in rows], empty, "depth"
+        )
+        kinds = np.array([self.estimator.kind] * len(maps), dtype=object)
+        return {**batch, "depth": column(maps), "depth_kind": kinds, ERROR: failures}
 
 
 class EncodeDepth(Stage):

@@ -15,7 +15,7 @@ from enrich.errors import UsageError
 from enrich.models import ModelRef, materialize, resolve_file
 from enrich.ops.flow import ARCHS, FlowEstimator, build_random, check_loadable, load_raft
 from enrich.ops.flowpng import encode_flow_png
-from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, per_item
+from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, predict_rows, use_threads
 
 # RAFT's correlation volume grows as (H*W/64)^2 per pair: about 5.7 GB at 1080p in fp32.
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 2}
@@ -63,24 +63,16 @@ class Flow(Stage):
     outputs = ("flow", ERROR)
 
     def __init__(self, model: ModelRef, updates: int = 12, threads: int | None = None, drop=()):
-        import torch
-
         super().__init__(drop)
-        if threads:
-            torch.set_num_threads(threads)
+        use_threads(threads)
         self.estimator = FlowEstimator(*arch_and_weights(model), num_updates=updates)
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = [i for i in ok_rows(batch) if batch["next_frame"][i].size]
-        fields, errors = per_item(self.estimator.predict, [(batch["frame"][i], batch["next_frame"][i]) for i in rows])
-        flow = [np.zeros((0, 0, 2), dtype=np.float32)] * len(batch[ERROR])
-        failures = np.array(batch[ERROR], dtype=object)
-        for i, field, err in zip(rows, fields, errors):
-            if err is None:
-                flow[i] = field
-            else:
-                failures[i] = f"flow: {err}"
-        return {**batch, "flow": column(flow), ERROR: failures}
+        rows = [i for i in ok_rows(batch) if batch["next_frame"][i].size]  # a clip's last frame has no pair
+        pairs = [(batch["frame"][i], batch["next_frame"][i]) for i in rows]
+        empty = np.zeros((0, 0, 2), dtype=np.float32)
+        fields, failures = predict_rows(batch, rows, self.estimator.predict, pairs, empty, "flow")
+        return {**batch, "flow": column(fields), ERROR: failures}
 
 
 class EncodeFlow(Stage):

@@ -13,7 +13,7 @@ import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
 from enrich.ops.pose import RANDOM_BUILDERS, PoseEstimator, check_loadable
-from enrich.stages.base import ERROR, ModelStage, Stage, ok_rows, per_item
+from enrich.stages.base import ERROR, ModelStage, Stage, ok_rows, predict_rows, use_threads
 
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 8}
 
@@ -32,11 +32,8 @@ class Pose(Stage):
         threads: int | None = None,
         drop=(),
     ):
-        import torch
-
         super().__init__(drop)
-        if threads:
-            torch.set_num_threads(threads)
+        use_threads(threads)
         self.estimator = PoseEstimator(
             materialize(model, RANDOM_BUILDERS),
             materialize(detector, RANDOM_BUILDERS),
@@ -46,14 +43,10 @@ class Pose(Stage):
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = ok_rows(batch)
-        people, errors = per_item(self.estimator.predict, [batch["frame"][i] for i in rows])
-        pose = np.array([None] * len(batch[ERROR]), dtype=object)
-        failures = np.array(batch[ERROR], dtype=object)
-        for i, found, err in zip(rows, people, errors):
-            if err is None:
-                pose[i] = json.dumps(found)
-            else:
-                failures[i] = f"pose: {err}"
+        people, failures = predict_rows(
+            batch, rows, self.estimator.predict, [batch["frame"][i] for i in rows], None, "pose"
+        )
+        pose = np.array([None if found is None else json.dumps(found) for found in people], dtype=object)
         return {**batch, "pose": pose, ERROR: failures}
 
 

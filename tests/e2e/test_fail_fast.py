@@ -36,6 +36,10 @@ def assert_one_line(code, stderr, expected):
         (["--depth-model", "/nonexistent/model"], "model folder not found"),
         (["--depth-model", "random:nope"], "unknown smoke model"),
         (["--config", "/nonexistent.yaml"], "config file not found"),
+        (["--flow-model", "raft_small"], "flow_model is an option of the flow stage, which is not in --stages"),
+        (["--stages", "depth,normals"], "--stages takes a comma-separated subset"),
+        (["--stages", "flow", "--flow-precision", "fp16"], "unrecognized arguments: --flow-precision"),
+        (["--stages", "pose", "--detector-threshold", "2"], "--detector-threshold must be between 0 and 1"),
     ],
 )
 def test_bad_options(fixtures_dir, tmp_path, extra, expected):

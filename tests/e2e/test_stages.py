@@ -115,7 +115,7 @@ def test_three_stages_in_one_pass_match_the_references(
             np.testing.assert_allclose(xy, want["keypoints"], rtol=1e-4, atol=1e-2)
     assert any(r["pose"] for r in rows), "the tiny detector is built to find people in real frames"
     saved = json.loads(next((out / "runs").glob("*/config.json")).read_text())
-    assert set(saved["models"]) == {"depth", "flow", "pose"} and saved["config"]["stages"] == "depth,flow,pose"
+    assert set(saved["models"]) == {"depth", "flow", "pose"} and saved["config"]["stages"] == "flow,depth,pose"
 
 
 def test_flow_pairs_span_decode_chunks_and_batches(run, tiny_depth_model, tiny_raft, fixtures_dir, tmp_path):

@@ -37,6 +37,23 @@ def test_merge_replaces_rows_of_the_same_clip():
     assert rows["a"]["run_id"] == "r0"
 
 
+def test_a_clips_table_from_an_older_version_gains_the_new_columns(tmp_path):
+    """Version 1 wrote no flow_model / pose_model: reading and merging it must still work."""
+    import pyarrow.parquet as pq
+
+    from enrich.manifest.commit import read_clips
+
+    old = state(a="ok", b="ok").drop_columns(["flow_model", "pose_model"])
+    (tmp_path / "clips").mkdir()
+    pq.write_table(old, tmp_path / "clips" / "clips.parquet")
+    previous = read_clips(str(tmp_path))
+    assert previous.column("flow_model").null_count == 2
+    merged = merge_clips(previous, [dict(clip_id="b", clip_uri="/in/b", size_bytes=10, etag="e", status="ok",
+                                         n_frames=3, config_hash="h2", run_id="r1", flow_model="raft@1")])
+    rows = {r["clip_id"]: r for r in merged.to_pylist()}
+    assert rows["b"]["flow_model"] == "raft@1" and rows["a"]["depth_model"] == "m"
+
+
 def summary(clip_id, ok, failed, expected, error=None):
     return dict(clip_id=clip_id, clip_uri="u", rows_ok=ok, rows_failed=failed, expected=expected, error=error,
                 source_frames=10, fps=1.0, duration_s=10.0, width=4, height=3)

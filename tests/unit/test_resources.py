@@ -19,17 +19,23 @@ def shape(cpus=8, gpus=0.0, nodes=1):
 def test_stages_share_each_gpu_and_get_one_actor_per_gpu():
     stages = {"depth": (DepthConfig(), BATCH), "flow": (FlowConfig(), BATCH), "pose": (PoseConfig(), BATCH)}
     sizes = size_actors(stages, shape(cpus=32, gpus=4, nodes=4))
-    assert {n: (s.pool, round(s.gpus, 3), s.batch_size) for n, s in sizes.items()} == {
-        n: (4, 0.333, 4) for n in stages
-    }
+    assert {n: (s.pool, round(s.gpus, 3), s.batch_size) for n, s in sizes.items()} == {n: (4, 0.333, 4) for n in stages}
     alone = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=32, gpus=4, nodes=4))["depth"]
     assert (alone.pool, alone.gpus, alone.threads) == (4, 1.0, None)
 
 
-def test_explicit_gpu_fractions_set_pool_sizes_and_overcommit_fails():
-    stages = {"depth": (DepthConfig(gpus=0.25), BATCH), "flow": (FlowConfig(gpus=0.5), BATCH)}
+def test_explicit_gpu_fractions_leave_the_rest_to_the_others_and_overcommit_fails():
+    stages = {"depth": (DepthConfig(gpus=0.5), BATCH), "flow": (FlowConfig(), BATCH), "pose": (PoseConfig(), BATCH)}
     sizes = size_actors(stages, shape(cpus=16, gpus=2))
-    assert (sizes["depth"].pool, sizes["flow"].pool) == (4, 2)
+    assert {n: (s.pool, s.gpus) for n, s in sizes.items()} == {"depth": (2, 0.5), "flow": (2, 0.25), "pose": (2, 0.25)}
+    # a bottleneck stage gets more actors; the others fill what is left
+    more_flow = {
+        "depth": (DepthConfig(gpus=0.25), BATCH),
+        "flow": (FlowConfig(gpus=0.25, pool_size=8), BATCH),
+        "pose": (PoseConfig(gpus=0.25), BATCH),
+    }  # the README's example
+    sizes = size_actors(more_flow, shape(cpus=32, gpus=4, nodes=4))
+    assert {n: (s.pool, s.gpus) for n, s in sizes.items()} == {"depth": (4, 0.25), "flow": (8, 0.25), "pose": (4, 0.25)}
     with pytest.raises(UsageError, match="want 4 GPUs .* has 2"):
         size_actors({"depth": (DepthConfig(gpus=1, pool_size=4), BATCH)}, shape(cpus=16, gpus=2))
 
@@ -39,7 +45,7 @@ def test_cpu_actors_leave_a_cpu_for_decoding_and_split_the_cores():
     sizes = size_actors(stages, shape(cpus=2))
     assert all(s.cpus * 3 <= 1 + 1e-9 and s.threads == 1 and s.gpus == 0 for s in sizes.values())
     one = size_actors({"depth": (DepthConfig(pool_size=2), BATCH)}, shape(cpus=2))["depth"]
-    assert one.cpus == 0.5 and one.threads == 2  # two actors on 2 CPUs: still a CPU for the tasks
+    assert one.cpus == 0.5 and one.threads == 1  # two actors on 2 CPUs: a CPU for the tasks, a core each
     with pytest.raises(UsageError, match="leave no CPU"):
         size_actors({"depth": (DepthConfig(gpus=1, pool_size=2), BATCH)}, shape(cpus=2, gpus=2))
 
@@ -54,10 +60,10 @@ def test_each_stage_drops_what_no_later_stage_reads():
     from enrich.stages.write import WriteParts
 
     order = [Decode, Depth, EncodeDepth, Flow, EncodeFlow, Pose, WriteParts]
-    drops = {p.stage.name: p.kwargs["drop"] for p in with_drops([StagePlan(s) for s in order])}
+    drops = {p.stage.name: p.kwargs["drop"] for p in with_drops([StagePlan(s) for s in order])[:-1]}
     assert drops == {
         "decode": (), "depth": (), "encode-depth": ("depth",), "flow": ("next_frame",),
-        "encode-flow": ("flow",), "pose": ("frame",), "write": (),
+        "encode-flow": ("flow",), "pose": ("frame",),
     }  # fmt: skip
     only_depth = with_drops([StagePlan(s) for s in (Decode, Depth, EncodeDepth, WriteParts)])
     assert only_depth[1].kwargs["drop"] == ("frame",)
