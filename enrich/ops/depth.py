@@ -7,10 +7,10 @@ the same size, so every frame gets exactly the preprocessing it would get alone.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import torch
+
+from enrich.ops.common import check_weights, map_same_size, pick_device, torch_dtype
 
 DEPTH_KINDS = {"relative": "relative_disparity", "metric": "metric_depth_m"}
 
@@ -76,26 +76,13 @@ RANDOM_BUILDERS = {name: (lambda folder, name=name: build_random(name, folder)) 
 
 
 def check_loadable(folder: str) -> None:
-    """Load the checkpoint once on CPU and refuse one whose weights do not match its config.
-
-    transformers only warns about missing weights and would silently run a half-random model.
-    """
+    """Load the checkpoint once on CPU and refuse one whose weights do not match its config."""
     from transformers import AutoConfig, AutoModelForDepthEstimation
 
     config = AutoConfig.from_pretrained(folder)
     if config.model_type != "depth_anything":
         raise ValueError(f"expected a Depth Anything checkpoint, got model_type {config.model_type!r}")
-    _, info = AutoModelForDepthEstimation.from_pretrained(folder, output_loading_info=True)
-    for problem in ("missing_keys", "mismatched_keys", "unexpected_keys"):
-        if info.get(problem):
-            first = sorted(map(str, info[problem]))[0]
-            raise ValueError(
-                f"weights do not match the config ({len(info[problem])} {problem.replace('_', ' ')}, e.g. {first})"
-            )
-
-
-def pick_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    check_weights(AutoModelForDepthEstimation, folder)
 
 
 class DepthEstimator:
@@ -108,9 +95,7 @@ class DepthEstimator:
         if config.model_type != "depth_anything":
             raise ValueError(f"expected a Depth Anything checkpoint, got model_type {config.model_type!r}")
         self.device = device or pick_device()
-        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
-        if self.device == "cpu":
-            self.dtype = torch.float32  # half precision on CPU is slower and less accurate
+        self.dtype = torch_dtype(precision, self.device)
         self.kind = DEPTH_KINDS[getattr(config, "depth_estimation_type", "relative")]
         self.processor = AutoImageProcessor.from_pretrained(folder)
         self.model = AutoModelForDepthEstimation.from_pretrained(folder, dtype=self.dtype).to(self.device).eval()
@@ -118,17 +103,10 @@ class DepthEstimator:
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """RGB uint8 [H, W, 3] frames -> float32 [H, W] depth, in input order."""
-        results: list[np.ndarray | None] = [None] * len(frames)
-        by_shape: dict[tuple, list[int]] = defaultdict(list)
-        for i, frame in enumerate(frames):
-            by_shape[frame.shape].append(i)
-        for shape, positions in by_shape.items():
-            maps = self._predict_same_size([frames[i] for i in positions], shape[:2])
-            for i, depth in zip(positions, maps):
-                results[i] = depth
-        return results  # type: ignore[return-value]
+        return map_same_size(frames, lambda frame: frame.shape, self._predict_same_size)
 
-    def _predict_same_size(self, frames: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
+    def _predict_same_size(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        size = frames[0].shape[:2]
         inputs = self.processor(images=frames, return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
         outputs = self.model(pixel_values=pixel_values)

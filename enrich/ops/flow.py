@@ -8,11 +8,11 @@ Batching only groups pairs of the same size, so every pair gets exactly the padd
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from enrich.ops.common import map_same_size, pick_device
 
 ARCHS = ("raft_large", "raft_small")
 
@@ -102,7 +102,7 @@ class FlowEstimator:
 
     def __init__(self, arch: str, weights: str | None, device: str | None = None, num_updates: int = 12):
         _, weights_enum = _arch(arch)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or pick_device()
         self.num_updates = num_updates
         self.transforms = weights_enum.DEFAULT.transforms()
         self.model = load_raft(arch, weights).to(self.device)
@@ -110,17 +110,10 @@ class FlowEstimator:
     @torch.inference_mode()
     def predict(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         """(frame_t, frame_t+1) RGB uint8 [H, W, 3] pairs -> float32 [H, W, 2] flow (u, v in px), in input order."""
-        by_shape: dict[tuple, list[int]] = defaultdict(list)
         for i, (first, second) in enumerate(pairs):
             if first.shape != second.shape or first.ndim != 3 or first.shape[2] != 3:
                 raise ValueError(f"pair {i}: expected two RGB frames of one size, got {first.shape} and {second.shape}")
-            by_shape[first.shape].append(i)
-        results: list[np.ndarray | None] = [None] * len(pairs)
-        for positions in by_shape.values():
-            flows = self._predict_same_size([pairs[i] for i in positions])
-            for i, flow in zip(positions, flows, strict=True):
-                results[i] = flow
-        return results  # type: ignore[return-value]
+        return map_same_size(pairs, lambda pair: pair[0].shape, self._predict_same_size)
 
     def _predict_same_size(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         height, width = pairs[0][0].shape[:2]

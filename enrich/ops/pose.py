@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from enrich.ops.depth import pick_device
+from enrich.ops.common import check_weights, map_same_size, pick_device, torch_dtype
 
 COCO_KEYPOINTS = [
     "Nose", "L_Eye", "R_Eye", "L_Ear", "R_Ear", "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow",
@@ -164,28 +164,10 @@ def _expect_model_type(folder: str, expected: str, role: str):
 
 
 def _check_weights(model_class, folder: str, role: str) -> None:
-    """transformers only warns about missing weights and would silently run a half-random model.
-
-    Mismatched shapes are collected rather than raised, so the message can name one.
-    """
     try:
-        _, info = model_class.from_pretrained(folder, output_loading_info=True, ignore_mismatched_sizes=True)
-    except (OSError, RuntimeError, ValueError) as error:
-        raise ValueError(f"{role} {folder}: weights not loadable ({str(error).strip().splitlines()[0]})") from None
-    for problem in ("missing_keys", "mismatched_keys", "unexpected_keys"):
-        if info.get(problem):
-            first = sorted(info[problem], key=str)[0]
-            raise ValueError(
-                f"{role} {folder}: weights do not match the config "
-                f"({len(info[problem])} {problem.replace('_', ' ')}, e.g. {_describe(first)})"
-            )
-
-
-def _describe(entry) -> str:
-    if isinstance(entry, tuple):  # a mismatched key: (name, saved shape, shape the config builds)
-        name, saved, built = entry
-        return f"{name} saved as {list(saved)}, config builds {list(built)}"
-    return str(entry)
+        check_weights(model_class, folder)
+    except ValueError as error:
+        raise ValueError(f"{role} {folder}: {error}") from None
 
 
 def check_loadable(pose_folder: str, detector_folder: str) -> None:
@@ -223,9 +205,7 @@ class PoseEstimator:
         self.crops_per_batch = crops_per_batch
         self.moe = pose_config.backbone_config.num_experts > 1
         self.device = device or pick_device()
-        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
-        if self.device == "cpu":
-            self.dtype = torch.float32  # half precision on CPU is slower and less accurate
+        self.dtype = torch_dtype(precision, self.device)
         self.detector_processor = AutoImageProcessor.from_pretrained(detector_folder)
         self.pose_processor = AutoImageProcessor.from_pretrained(pose_folder)
         self.detector = RTDetrForObjectDetection.from_pretrained(detector_folder, dtype=self.dtype)
@@ -245,21 +225,20 @@ class PoseEstimator:
 
     def _detect(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per frame, the person boxes as float32 COCO (x, y, w, h) and their scores."""
-        results: list = [None] * len(frames)
-        by_shape: dict[tuple, list[int]] = defaultdict(list)
-        for i, frame in enumerate(frames):
-            by_shape[frame.shape].append(i)
-        for shape, positions in by_shape.items():
-            inputs = self.detector_processor(images=[frames[i] for i in positions], return_tensors="pt")
-            outputs = self.detector(pixel_values=inputs["pixel_values"].to(self.device, self.dtype))
-            outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
-            found = self.detector_processor.post_process_object_detection(
-                outputs, target_sizes=[shape[:2]] * len(positions), threshold=self.threshold
-            )
-            for i, result in zip(positions, found, strict=True):
-                keep = result["labels"] == self.person
-                results[i] = (_xyxy_to_xywh(result["boxes"][keep].cpu().numpy()), result["scores"][keep].cpu().numpy())
-        return results
+        return map_same_size(frames, lambda frame: frame.shape, self._detect_same_size)
+
+    def _detect_same_size(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        inputs = self.detector_processor(images=frames, return_tensors="pt")
+        outputs = self.detector(pixel_values=inputs["pixel_values"].to(self.device, self.dtype))
+        outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
+        found = self.detector_processor.post_process_object_detection(
+            outputs, target_sizes=[frames[0].shape[:2]] * len(frames), threshold=self.threshold
+        )
+        people = [result["labels"] == self.person for result in found]
+        return [
+            (_xyxy_to_xywh(result["boxes"][keep].cpu().numpy()), result["scores"][keep].cpu().numpy())
+            for result, keep in zip(found, people, strict=True)
+        ]
 
     def _keypoints(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> list[list[tuple]]:
         """Per frame, per box, (keypoints [K, 2], scores [K]), running every crop of the call in chunks."""
