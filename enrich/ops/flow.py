@@ -14,8 +14,6 @@ import torch.nn.functional as F
 
 from enrich.ops.common import map_same_size, pick_device
 
-ARCHS = ("raft_large", "raft_small")
-
 # Features are at 1/8 resolution and the correlation pyramid halves them 3 more times (4 levels);
 # torchvision's CorrBlock needs >= 2 cells at the coarsest level, i.e. feature maps of >= 16.
 _STRIDE = 8
@@ -28,7 +26,7 @@ def _arch(arch: str):
 
     builders = {"raft_large": (raft_large, Raft_Large_Weights), "raft_small": (raft_small, Raft_Small_Weights)}
     if arch not in builders:
-        raise ValueError(f"unknown RAFT architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+        raise ValueError(f"unknown RAFT architecture {arch!r}; expected one of {', '.join(builders)}")
     return builders[arch]
 
 

@@ -10,13 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
-from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator, check_loadable
 from enrich.ops.quantize import encode_png16, quantize
 from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, predict_rows, use_threads
 
 # Frames per forward pass when not configured. On CPU a batch is slower per frame than single
 # frames (measured 1.65-1.78 s vs 1.89-1.93 s per 480p frame, ViT-S, 2 cores); GPUs want batches.
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 16}
+
+
+def _ops():
+    """The model code, imported only where a model runs: the encoder's workers skip torch (~3 s)."""
+    from enrich.ops import depth
+
+    return depth
 
 
 class Depth(Stage):
@@ -27,7 +33,8 @@ class Depth(Stage):
     def __init__(self, model: ModelRef, precision: str = "fp32", threads: int | None = None, drop=()):
         super().__init__(drop)
         use_threads(threads)
-        self.estimator = DepthEstimator(materialize(model, RANDOM_BUILDERS), precision=precision)
+        ops = _ops()
+        self.estimator = ops.DepthEstimator(materialize(model, ops.RANDOM_BUILDERS), precision=precision)
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = ok_rows(batch)
@@ -56,14 +63,15 @@ class EncodeDepth(Stage):
 
 
 def _check(refs: dict[str, ModelRef]) -> None:
-    check_loadable(materialize(refs["model"], RANDOM_BUILDERS))
+    ops = _ops()
+    ops.check_loadable(materialize(refs["model"], ops.RANDOM_BUILDERS))
 
 
 STAGE = ModelStage(
     name="depth",
     actor=Depth,
     encoder=EncodeDepth,
-    resolve=lambda cfg: {"model": resolve(cfg.model, RANDOM_BUILDERS)},
+    resolve=lambda cfg: {"model": resolve(cfg.model, _ops().RANDOM_BUILDERS)},
     check=_check,
     actor_kwargs=lambda cfg, refs: dict(model=refs["model"], precision=cfg.precision),
     default_batch=DEFAULT_BATCH_SIZE,

@@ -13,15 +13,24 @@ import numpy as np
 
 from enrich.errors import UsageError
 from enrich.models import ModelRef, materialize, resolve_file
-from enrich.ops.flow import ARCHS, FlowEstimator, build_random, check_loadable, load_raft
 from enrich.ops.flowpng import encode_flow_png
 from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, predict_rows, use_threads
 
 # RAFT's correlation volume grows as (H*W/64)^2 per pair: about 5.7 GB at 1080p in fp32.
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 2}
 WEIGHTS_FILE = "weights.pt"  # inside a random smoke model's cache folder
+ARCHS = ("raft_large", "raft_small")
+
+
+def _ops():
+    """The model code, imported only where a model runs: the encoder's workers skip torch (~3 s)."""
+    from enrich.ops import flow
+
+    return flow
+
+
 RANDOM_BUILDERS = {
-    arch: (lambda folder, arch=arch: build_random(arch, os.path.join(folder, WEIGHTS_FILE))) for arch in ARCHS
+    arch: (lambda folder, arch=arch: _ops().build_random(arch, os.path.join(folder, WEIGHTS_FILE))) for arch in ARCHS
 }
 
 
@@ -65,7 +74,7 @@ class Flow(Stage):
     def __init__(self, model: ModelRef, updates: int = 12, threads: int | None = None, drop=()):
         super().__init__(drop)
         use_threads(threads)
-        self.estimator = FlowEstimator(*arch_and_weights(model), num_updates=updates)
+        self.estimator = _ops().FlowEstimator(*arch_and_weights(model), num_updates=updates)
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [i for i in ok_rows(batch) if batch["next_frame"][i].size]  # a clip's last frame has no pair
@@ -92,13 +101,13 @@ def _check(refs: dict[str, ModelRef]) -> None:
     arch, weights = arch_and_weights(refs["model"])
     if weights is None:  # torchvision's published weights: fetch them now (cached), not in every actor
         try:
-            load_raft(arch, None)
+            _ops().load_raft(arch, None)
         except Exception as exc:
             raise ValueError(
                 f"cannot fetch torchvision's {arch} weights ({type(exc).__name__}); "
                 f"pass {arch}:PATH to a state dict (local or s3://)"
             ) from None
-    check_loadable(arch, weights)
+    _ops().check_loadable(arch, weights)
 
 
 STAGE = ModelStage(

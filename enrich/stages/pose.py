@@ -12,10 +12,16 @@ import json
 import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
-from enrich.ops.pose import RANDOM_BUILDERS, PoseEstimator, check_loadable
 from enrich.stages.base import ERROR, ModelStage, Stage, ok_rows, predict_rows, use_threads
 
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 8}
+
+
+def _ops():
+    """The model code, imported only where a model runs (torch takes ~3 s to import)."""
+    from enrich.ops import pose
+
+    return pose
 
 
 class Pose(Stage):
@@ -34,9 +40,10 @@ class Pose(Stage):
     ):
         super().__init__(drop)
         use_threads(threads)
-        self.estimator = PoseEstimator(
-            materialize(model, RANDOM_BUILDERS),
-            materialize(detector, RANDOM_BUILDERS),
+        ops = _ops()
+        self.estimator = ops.PoseEstimator(
+            materialize(model, ops.RANDOM_BUILDERS),
+            materialize(detector, ops.RANDOM_BUILDERS),
             threshold=threshold,
             precision=precision,
         )
@@ -51,7 +58,8 @@ class Pose(Stage):
 
 
 def _check(refs: dict[str, ModelRef]) -> None:
-    check_loadable(materialize(refs["model"], RANDOM_BUILDERS), materialize(refs["detector"], RANDOM_BUILDERS))
+    ops = _ops()
+    ops.check_loadable(materialize(refs["model"], ops.RANDOM_BUILDERS), materialize(refs["detector"], ops.RANDOM_BUILDERS))
 
 
 STAGE = ModelStage(
@@ -59,8 +67,8 @@ STAGE = ModelStage(
     actor=Pose,
     encoder=None,
     resolve=lambda cfg: {
-        "model": resolve(cfg.model, RANDOM_BUILDERS),
-        "detector": resolve(cfg.detector_model, RANDOM_BUILDERS),
+        "model": resolve(cfg.model, _ops().RANDOM_BUILDERS),
+        "detector": resolve(cfg.detector_model, _ops().RANDOM_BUILDERS),
     },
     check=_check,
     actor_kwargs=lambda cfg, refs: dict(
