@@ -111,8 +111,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=s,
         help="minimum person score (default: 0.5)",
     )
+    run.add_argument(
+        "--no-flow-backward",
+        dest="flow_backward",
+        action="store_false",
+        default=s,
+        help="skip the backward flow (halves RAFT's work; no flow_inconsistent audit)",
+    )
+    run.add_argument(
+        "--temporal",
+        dest="temporal_mode",
+        choices=("off", "align", "smooth"),
+        default=s,
+        help="temporal consistency of relative depth: off, align (default) or smooth",
+    )
+    run.add_argument(
+        "--temporal-sigma", dest="temporal_sigma", type=float, default=s, help="smooth: Gaussian sigma in frames (2)"
+    )
+    run.add_argument(
+        "--cut-threshold",
+        dest="temporal_cut_threshold",
+        type=float,
+        default=s,
+        help="scene cut: colour-histogram distance between consecutive frames, 0..1 (default: 0.5)",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     run.set_defaults(func=cmd_run)
+    report = commands.add_parser(
+        "report",
+        help="write an HTML page of a manifest's flags, flicker figures and example frames",
+        epilog="exit codes: 0 written, 2 OUTPUT is not a manifest or cannot be read",
+    )
+    report.add_argument("output", metavar="OUTPUT")
+    report.add_argument("-o", "--out", default=None, help="where to write it (default: OUTPUT/report.html)")
+    report.set_defaults(func=cmd_report)
     models = commands.add_parser("models", help="list the default and known checkpoints with their licences")
     models.set_defaults(func=cmd_models)
     return parser
@@ -124,6 +156,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     for line in table():
         print(line)
     print("CC-BY-NC-4.0 checkpoints are for non-commercial use only; runs that use one say so.")
+    return errors.EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from enrich import storage
+    from enrich.report import write_report
+
+    with storage.s3_errors(args.output):
+        print(f"report: {write_report(args.output, args.out)}")
     return errors.EXIT_OK
 
 

@@ -27,7 +27,8 @@ DEFAULT_DETECTOR_MODEL = "PekingU/rtdetr_r50vd_coco_o365"
 STAGES = ("flow", "depth", "pose")
 PRECISIONS = ("fp32", "fp16", "bf16")
 # Bumped whenever the way outputs are computed or stored changes, so old rows are redone.
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
+TEMPORAL_MODES = ("off", "align", "smooth")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class DepthConfig(StageConfig):
 class FlowConfig(StageConfig):
     model: str = DEFAULT_FLOW_MODEL  # raft_large | raft_small [:PATH to a state dict, local or s3://] | random:ARCH
     updates: int = 12  # RAFT refinement iterations (torchvision's default)
+    backward: bool = True  # also frame t+1 -> t, for the flow_inconsistent audit (doubles RAFT's work)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,33 @@ class PoseConfig(StageConfig):
     model: str = DEFAULT_POSE_MODEL  # ViTPose: hub id, local folder, s3:// prefix, or random:NAME
     detector_model: str = DEFAULT_DETECTOR_MODEL  # RT-DETR person detector, same forms
     detector_threshold: float = 0.5  # minimum person score
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """Temporal consistency of relative depth along each clip (README: Temporal consistency)."""
+
+    mode: str = "align"  # off | align (chain each frame onto its predecessor) | smooth (align, then filter)
+    sigma: float = 2.0  # smooth: Gaussian sigma, in sampled frames
+    cut_threshold: float = 0.5  # a shot ends where consecutive colour histograms differ by more (0..1)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Thresholds of the per-frame flags; every score behind them is stored (README: Audits)."""
+
+    blur_sharpness: float = 30.0  # motion_blur: Laplacian variance below this
+    dark_fraction: float = 0.6  # exposure: more than this fraction of pixels below luma 16 ...
+    bright_fraction: float = 0.3  # ... or more than this fraction above luma 240
+    texture_std: float = 3.0  # a 16x16 tile is textureless below this luma standard deviation
+    low_texture_fraction: float = 0.6  # low_texture: more than this fraction of tiles textureless
+    near_fraction: float = 0.6  # close_range: more than this fraction of the view is near field ...
+    near_metric_m: float = 0.75  # ... (metric depth: nearer than this many metres)
+    person_area: float = 0.5  # ... or a person's box covers more than this fraction (pose)
+    specular_fraction: float = 0.002  # transparent_reflective: highlights above this fraction ...
+    reflection_mismatch: float = 0.5  # ... and image edges on flat depth above this fraction
+    flicker: float = 0.1  # depth_flicker: disagreement with the previous frame above this, after alignment
+    flow_inconsistent_fraction: float = 0.3  # flow_inconsistent: forward-backward failures above this
 
 
 @dataclass(frozen=True)
@@ -77,6 +106,8 @@ class RunConfig:
     depth: DepthConfig = field(default_factory=DepthConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     def output_hash(self, model_ids: dict[str, str]) -> str:
         """Hash of everything that changes the rows written: sampling, stages, model identities."""
@@ -85,6 +116,8 @@ class RunConfig:
             "fps": self.fps,
             "max_frames_per_clip": self.max_frames_per_clip,
             "stages": {name: {"model": model_ids[name], **getattr(self, name).output_fields()} for name in self.stages},
+            "temporal": dataclasses.asdict(self.temporal),
+            "audit": dataclasses.asdict(self.audit),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -98,7 +131,13 @@ class RunConfig:
         return flat
 
 
-SECTIONS = {"depth": DepthConfig, "flow": FlowConfig, "pose": PoseConfig}
+SECTIONS = {
+    "depth": DepthConfig,
+    "flow": FlowConfig,
+    "pose": PoseConfig,
+    "temporal": TemporalConfig,
+    "audit": AuditConfig,
+}
 TOP_KEYS = {f.name for f in fields(RunConfig)} - set(SECTIONS)
 
 
@@ -137,6 +176,8 @@ def flatten(data: dict[str, Any], source: str) -> dict[str, Any]:
         if key in SECTIONS and isinstance(value, dict):
             for sub, subval in value.items():
                 flat[f"{key}_{str(sub).replace('-', '_')}"] = subval
+        elif key == "temporal":  # `temporal: smooth`, as the flag is written
+            flat["temporal_mode"] = value
         else:
             flat[key] = value
     unknown = sorted(set(flat) - set(known_keys()) - {"input", "output"})
@@ -190,7 +231,7 @@ def _positive(value: Any, name: str, kind: type) -> None:
 def validate(cfg: RunConfig) -> None:
     _positive(cfg.fps, "--fps", float)
     _positive(cfg.max_frames_per_clip, "--max-frames-per-clip", int)
-    for name in SECTIONS:
+    for name in STAGES:
         section = getattr(cfg, name)
         _check(isinstance(section.model, str) and bool(section.model.strip()), f"--{name}-model must not be empty")
         for key in ("batch_size", "pool_size", "threads"):
@@ -206,6 +247,23 @@ def validate(cfg: RunConfig) -> None:
         )
     _positive(cfg.flow.updates, "--flow-updates", int)
     _check(cfg.flow.precision == "fp32", "--flow-precision: RAFT runs in fp32 only (its correlation volume needs it)")
+    _check(
+        cfg.temporal.mode in TEMPORAL_MODES,
+        f"--temporal must be one of {', '.join(TEMPORAL_MODES)}, got {cfg.temporal.mode!r}",
+    )
+    _positive(cfg.temporal.sigma, "--temporal-sigma", float)
+    _check(isinstance(cfg.flow.backward, bool), f"flow_backward must be true or false, got {cfg.flow.backward!r}")
+    for f in fields(AuditConfig):
+        value = getattr(cfg.audit, f.name)
+        _check(
+            isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+            f"audit_{f.name} must be a number >= 0, got {value!r}",
+        )
+    c = cfg.temporal.cut_threshold
+    _check(
+        isinstance(c, (int, float)) and not isinstance(c, bool) and 0 < c <= 1,
+        f"--cut-threshold must be in (0, 1], got {c!r}",
+    )
     t = cfg.pose.detector_threshold
     _check(
         isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1,

@@ -33,8 +33,10 @@ from enrich.plan import Plan, make_plan
 from enrich.resources import size_actors
 from enrich.runtime import ClusterShape, cluster_shape, init_ray
 from enrich.stages import model_stage
+from enrich.stages.audit import Audit
 from enrich.stages.base import ModelStage, StagePlan
 from enrich.stages.decode import Decode
+from enrich.stages.temporal import FinishClip
 from enrich.stages.write import WriteParts
 from enrich.tracker import ClipProgress, ClipTracker
 
@@ -176,6 +178,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
         )
         if stage.encoder:
             plans.append(StagePlan(stage.encoder, batch_size=8))
+    plans.append(StagePlan(Audit, dict(cfg=cfg.audit), batch_size=8))
     ids = prep.model_ids
     constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}
     constants.update({f"{name}_model": ids.get(name) for name in STAGES})
@@ -225,9 +228,12 @@ def build_dataset(clips: list[Clip], plans: list[StagePlan]):
     return ds
 
 
-def clip_row(clip: Clip, progress: ClipProgress | None, prep: Prepared, n_frames: int, error: str | None) -> dict:
+def clip_row(
+    clip: Clip, progress: ClipProgress | None, prep: Prepared, n_frames: int, error: str | None, figures: dict
+) -> dict:
     video = progress.video if progress and not error else {}
     return {
+        **figures,
         "clip_id": clip.clip_id,
         "clip_uri": clip.clip_uri,
         "size_bytes": clip.size_bytes,
@@ -264,6 +270,7 @@ def execute(prep: Prepared, log=print) -> RunSummary:
     by_id = {c.clip_id: c for c in prep.plan.todo}
     previous = prep.previous
     committer = ray.remote(num_cpus=0.25, max_retries=3)(commit.commit_clip)
+    finish_clip = FinishClip(cfg.temporal, cfg.audit)
     tracker, pending, finished_rows = ClipTracker(), {}, []
 
     def settle(block: bool) -> None:
@@ -272,12 +279,12 @@ def execute(prep: Prepared, log=print) -> RunSummary:
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=None if block else 0)
         for ref in ready:
             clip_id, error = pending.pop(ref)
-            n = ray.get(ref)
+            n, figures = ray.get(ref)
             _record(summary, clip_id, error, n)
-            finished_rows.append(clip_row(by_id[clip_id], tracker.clips.get(clip_id), prep, n, error))
+            finished_rows.append(clip_row(by_id[clip_id], tracker.clips.get(clip_id), prep, n, error, figures))
 
     def finish(clip_id: str, error: str | None) -> None:
-        ref = committer.remote(cfg.output, staging, clip_id, error is None)
+        ref = committer.remote(cfg.output, staging, clip_id, error is None, finish_clip)
         pending[ref] = (clip_id, error)
 
     last_progress = last_checkpoint = time.monotonic()

@@ -26,22 +26,27 @@ def table_bytes(table: pa.Table, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def commit_clip(output: str, staging: str, clip_id: str, ok: bool) -> int:
-    """Publish a finished clip (or withdraw a failed one's old rows); returns rows published."""
+def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None) -> tuple[int, dict]:
+    """Publish a finished clip (or withdraw a failed one's old rows).
+
+    `finish(table) -> (table, figures)` sees the clip's rows whole and in frame order before they
+    are published (`enrich.stages.temporal`). Returns the rows published and those figures."""
     parts_prefix = storage.join(staging, clip_key(clip_id))
     parts = storage.list_uris(parts_prefix)
     target = frames_file(output, clip_id)
-    rows = 0
+    rows, figures = 0, {}
     if ok and parts:
         tables = [pq.read_table(io.BytesIO(storage.read_bytes(uri)), schema=FRAMES) for uri in parts]
         table = pa.concat_tables(tables)
         table = table.take(pc.sort_indices(table, sort_keys=[("frame_index", "ascending")]))
+        if finish is not None:
+            table, figures = finish(table)
         storage.write_bytes(target, table_bytes(table, row_group_size=ROW_GROUP_FRAMES))
         rows = table.num_rows
     else:
         storage.delete(target)
     storage.delete_prefix(parts_prefix)
-    return rows
+    return rows, figures
 
 
 def clips_file(output: str) -> str:

@@ -20,6 +20,35 @@ PERSON = pa.struct(
     ]
 )
 
+# Per-frame flags: True = depth here should not be trusted for that reason; null = not computed
+# (its stage did not run, or the frame has no predecessor / successor). README: Audits.
+FLAG_NAMES = (
+    "transparent_reflective",
+    "close_range",
+    "low_texture",
+    "motion_blur",
+    "exposure",
+    "depth_flicker",
+    "flow_inconsistent",
+)
+FLAGS = pa.struct([(name, pa.bool_()) for name in FLAG_NAMES])
+AUDIT_SCORES = (
+    "sharpness",  # variance of the Laplacian of luma at 360 rows
+    "luma_mean",  # 0..255
+    "dark_fraction",  # pixels below luma 16
+    "bright_fraction",  # pixels above luma 240
+    "textureless_fraction",  # 16x16 tiles with luma std below audit.texture_std
+    "specular_fraction",  # small bright colourless highlights
+    "reflection_mismatch",  # strong image edges on flat depth / strong image edges
+    "near_fraction",  # near-field share of the view
+    "person_area",  # largest person box / frame (pose)
+    "fb_inconsistent_fraction",  # forward-backward flow failures (flow)
+    "flicker",  # disagreement with the previous frame after temporal processing, / depth range
+    "flicker_raw",  # the same before it
+    "cut_distance",  # colour-histogram distance to the previous frame, 0..1
+)
+AUDIT = pa.struct([(name, pa.float32()) for name in AUDIT_SCORES])
+
 FRAMES = pa.schema(
     [
         ("clip_id", pa.string()),  # the clip's path relative to INPUT, '/'-separated
@@ -37,6 +66,10 @@ FRAMES = pa.schema(
         ("flow_model", pa.string()),
         ("pose", pa.list_(PERSON)),  # people found; [] when nobody
         ("pose_model", pa.string()),  # ViTPose @ revision; detector RT-DETR @ revision
+        ("segment", pa.int32()),  # shot within the clip, from 0; a scene cut starts the next
+        ("flags", FLAGS),
+        ("audit", AUDIT),
+        ("thumb_jpeg", pa.binary()),  # the frame, longest side 256 px, JPEG
         ("run_id", pa.string()),
         ("config_hash", pa.string()),
     ]
@@ -59,6 +92,10 @@ CLIPS = pa.schema(
         ("depth_model", pa.string()),
         ("flow_model", pa.string()),
         ("pose_model", pa.string()),
+        ("segments", pa.int64()),  # shots found (scene cuts + 1)
+        ("flicker_before", pa.float64()),  # mean frame-to-frame depth disagreement, raw ...
+        ("flicker_after", pa.float64()),  # ... and after temporal processing (fraction of depth range)
+        ("flag_rates", pa.struct([(name, pa.float64()) for name in FLAG_NAMES])),  # share of frames flagged
         ("run_id", pa.string()),
         ("config_hash", pa.string()),
         ("updated_at", pa.timestamp("s", tz="UTC")),
@@ -67,6 +104,7 @@ CLIPS = pa.schema(
 
 
 MODEL_COLUMNS = ("depth_model", "flow_model", "pose_model")
+JSON_COLUMNS = ("pose", "flags", "audit")  # travel through Ray as JSON strings; typed by the writer
 
 
 def clip_key(clip_id: str) -> str:

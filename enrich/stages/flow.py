@@ -69,19 +69,32 @@ def arch_and_weights(ref: ModelRef) -> tuple[str, str | None]:
 class Flow(Stage):
     name = "flow"
     inputs = ("frame", "next_frame", ERROR)
-    outputs = ("flow", ERROR)
+    outputs = ("flow", "flow_back", ERROR)
 
-    def __init__(self, model: ModelRef, updates: int = 12, threads: int | None = None, drop=()):
+    def __init__(self, model: ModelRef, updates: int = 12, backward: bool = True, threads: int | None = None, drop=()):
         super().__init__(drop)
         use_threads(threads)
         self.estimator = _ops().FlowEstimator(*arch_and_weights(model), num_updates=updates)
+        self.backward = backward
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [i for i in ok_rows(batch) if batch["next_frame"][i].size]  # a clip's last frame has no pair
         pairs = [(batch["frame"][i], batch["next_frame"][i]) for i in rows]
         empty = np.zeros((0, 0, 2), dtype=np.float32)
-        fields, failures = predict_rows(batch, rows, self.estimator.predict, pairs, empty, "flow")
-        return {**batch, "flow": column(fields), ERROR: failures}
+        fields, failures = predict_rows(batch, rows, self._predict, pairs, (empty, empty), "flow")
+        return {
+            **batch,
+            "flow": column([f for f, _ in fields]),
+            "flow_back": column([b for _, b in fields]),
+            ERROR: failures,
+        }
+
+    def _predict(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(forward, backward) per pair; both directions go through RAFT in one batch."""
+        if not self.backward:
+            return [(f, np.zeros((0, 0, 2), dtype=np.float32)) for f in self.estimator.predict(pairs)]
+        fields = self.estimator.predict(list(pairs) + [(b, a) for a, b in pairs])
+        return list(zip(fields[: len(pairs)], fields[len(pairs) :], strict=True))
 
 
 class EncodeFlow(Stage):
@@ -116,7 +129,7 @@ STAGE = ModelStage(
     encoder=EncodeFlow,
     resolve=lambda cfg: {"model": resolve_flow(cfg.model)},
     check=_check,
-    actor_kwargs=lambda cfg, refs: dict(model=refs["model"], updates=cfg.updates),
+    actor_kwargs=lambda cfg, refs: dict(model=refs["model"], updates=cfg.updates, backward=cfg.backward),
     default_batch=DEFAULT_BATCH_SIZE,
     reads_pairs=True,
 )

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from enrich import storage
-from enrich.manifest.schema import FRAMES, MODEL_COLUMNS, clip_key
+from enrich.manifest.schema import FRAMES, JSON_COLUMNS, MODEL_COLUMNS, clip_key
 from enrich.stages.base import ERROR, Stage, failed
 
 SUMMARY_COLUMNS = (
@@ -80,8 +80,8 @@ class WriteParts(Stage):
                 columns[name] = [self.constants[name]] * len(rows)
             elif name not in batch:  # a stage that did not run
                 columns[name] = [None] * len(rows)
-            elif name == "pose":
-                columns[name] = [json.loads(batch[name][i]) for i in rows]
+            elif name in JSON_COLUMNS:
+                columns[name] = [None if batch[name][i] is None else json.loads(batch[name][i]) for i in rows]
             else:
                 columns[name] = [batch[name][i] for i in rows]
         table = pa.table(columns, schema=FRAMES)

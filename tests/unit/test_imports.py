@@ -5,7 +5,13 @@ import sys
 
 import pytest
 
-LIGHT = ["enrich.stages.decode", "enrich.stages.depth", "enrich.stages.flow", "enrich.stages.pose", "enrich.stages.write"]
+LIGHT = [
+    "enrich.stages.decode",
+    "enrich.stages.depth",
+    "enrich.stages.flow",
+    "enrich.stages.pose",
+    "enrich.stages.write",
+]
 
 
 @pytest.mark.parametrize("module", LIGHT)

@@ -1,0 +1,108 @@
+"""Temporal consistency and cut detection on synthetic sequences with known answers."""
+
+import numpy as np
+import pytest
+
+from enrich.ops import temporal
+
+
+def scene(h=48, w=72, seed=0):
+    """A smooth disparity field with some structure (a slope and two blobs)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = 1.0 + ys / h
+    for _ in range(2):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        d += np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / 60.0)
+    return d.astype(np.float32)
+
+
+DRIFT = [(1.0, 0.0), (1.3, 0.2), (0.8, -0.1), (1.6, 0.5), (0.7, 0.3), (1.1, -0.4)]
+
+
+def test_injected_scale_drift_comes_back_flat():
+    base = scene()
+    maps = [s * base + b for s, b in DRIFT]
+    c = temporal.make_consistent(maps, [None] * len(maps), np.zeros(len(maps), np.int32), "align")
+    for t, m in enumerate(maps):
+        np.testing.assert_allclose(c.scale[t] * m + c.shift[t], base, atol=1e-3)
+    assert np.nanmax(c.flicker_after) < 1e-3
+    assert np.nanmin(c.flicker_before[1:]) > 0.05  # the drift was there before
+
+
+def test_off_leaves_frames_alone_but_measures_flicker():
+    base = scene()
+    maps = [s * base + b for s, b in DRIFT]
+    c = temporal.make_consistent(maps, [None] * len(maps), np.zeros(len(maps), np.int32), "off")
+    assert np.all(c.scale == 1) and np.all(c.shift == 0)
+    np.testing.assert_allclose(c.flicker_after, c.flicker_before, equal_nan=True)
+
+
+def test_alignment_follows_the_flow_on_a_moving_scene():
+    big = scene(48, 120, seed=3)
+    step = 4  # px per frame, rightwards: pixel p in frame t is at p + (4, 0) in frame t+1
+    frames = [big[:, 40 - step * t : 112 - step * t] for t in range(5)]  # camera pans left
+    maps = [s * f + b for (s, b), f in zip(DRIFT, frames, strict=False)]
+    flows = [np.dstack([np.full(f.shape, step, np.float32), np.zeros(f.shape, np.float32)]) for f in frames]
+    flows[-1] = None
+    seg = np.zeros(5, np.int32)
+    with_flow = temporal.make_consistent(maps, flows, seg, "align")
+    for t in range(5):
+        np.testing.assert_allclose(with_flow.scale[t] * maps[t] + with_flow.shift[t], frames[t], atol=2e-2)
+    without = temporal.make_consistent(maps, [None] * 5, seg, "align")
+    assert np.nanmean(with_flow.flicker_after) < np.nanmean(without.flicker_after)
+
+
+def test_each_shot_starts_from_its_own_raw_values():
+    base, other = scene(seed=1), scene(seed=2)
+    maps = [base, 2 * base + 1, 3 * other, 0.5 * other]
+    c = temporal.make_consistent(maps, [None] * 4, np.array([0, 0, 1, 1], np.int32), "align")
+    assert (c.scale[2], c.shift[2]) == (1.0, 0.0)  # reset at the cut, no alignment across it
+    np.testing.assert_allclose(c.scale[3] * maps[3] + c.shift[3], maps[2], atol=1e-3)
+    assert np.isnan(c.flicker_after[2])  # no predecessor within its shot
+
+
+def test_smooth_filters_what_alignment_cannot_explain():
+    base = scene()
+    rng = np.random.default_rng(0)
+    # Frames whose content changes (noise) so alignment leaves per-frame jitter in the median.
+    maps = [base + rng.normal(0, 0.3) + rng.normal(0, 0.05, base.shape).astype(np.float32) for _ in range(12)]
+    seg = np.zeros(12, np.int32)
+    medians = {}
+    for mode in ("off", "smooth"):
+        c = temporal.make_consistent(maps, [None] * 12, seg, mode, sigma=2.0)
+        medians[mode] = [np.median(c.scale[t] * m + c.shift[t]) for t, m in enumerate(maps)]
+    assert np.std(np.diff(medians["smooth"])) < 0.5 * np.std(np.diff(medians["off"]))
+
+
+def test_fit_affine_ignores_outliers_and_refuses_degenerate_input():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 2000)
+    y = 2.5 * x - 0.7
+    y[:200] += rng.uniform(5, 10, 200)  # 10% gross outliers
+    s, b = temporal.fit_affine(x, y)
+    assert s == pytest.approx(2.5, abs=1e-6) and b == pytest.approx(-0.7, abs=1e-6)
+    assert temporal.fit_affine(np.ones(100), np.arange(100.0)) is None  # constant source
+    assert temporal.fit_affine(x, -y) is None  # order would flip
+    assert temporal.fit_affine(x[:5], y[:5]) is None  # too few pixels
+
+
+def test_cuts_are_found_between_different_shots_only():
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 200
+    blue = np.zeros((8, 8, 3), np.uint8)
+    blue[..., 2] = 200
+    black = np.zeros((8, 8, 3), np.uint8)
+    thumbs = [red, red, red, blue, blue, black, black]
+    segments, distance = temporal.segments_from_cuts([temporal.colour_histogram(t) for t in thumbs], 0.5)
+    assert segments.tolist() == [0, 0, 0, 1, 1, 2, 2]
+    assert np.isnan(distance[0]) and distance[1] == 0 and distance[3] == pytest.approx(1.0)
+
+
+def test_small_map_keeps_holes_without_bleeding():
+    m = np.ones((200, 300), np.float32)
+    m[:100, :150] = np.nan
+    small = temporal.small_map(m, 30)
+    assert small.shape == (20, 30)
+    assert np.isnan(small[:9, :14]).all()
+    np.testing.assert_allclose(small[11:, :], 1.0)
