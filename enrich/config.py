@@ -73,7 +73,7 @@ class TemporalConfig:
 
     mode: str = "align"  # off | align (chain each frame onto its predecessor) | smooth (align, then filter)
     sigma: float = 2.0  # smooth: Gaussian sigma, in sampled frames
-    cut_threshold: float = 0.5  # a shot ends where consecutive colour histograms differ by more (0..1)
+    cut_threshold: float = 0.15  # cut distance (0..1) above which, and well above its neighbours', a shot ends
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ AUDIT_SCORES = (
     "fb_inconsistent_fraction",  # forward-backward flow failures (flow)
     "flicker",  # disagreement with the previous frame after temporal processing, / depth range
     "flicker_raw",  # the same before it
-    "cut_distance",  # colour-histogram distance to the previous frame, 0..1
+    "cut_distance",  # how unlike the previous frame, 0..1 (see enrich.ops.temporal.cut_distance)
 )
 AUDIT = pa.struct([(name, pa.float32()) for name in AUDIT_SCORES])
 

@@ -20,7 +20,7 @@ from scipy import ndimage
 SMALL_SIDE = 96
 TRIM = 0.2  # fraction of worst residuals dropped before the refit
 MIN_PIXELS = 32  # fewer reliable pixels than this: no fit, the previous transform is kept
-HIST_BINS = 4  # per RGB channel, for cut detection
+HIST_BINS = 4  # per RGB channel, for cut detection next to flat frames
 
 
 def small_map(values: np.ndarray, side: int = SMALL_SIDE) -> np.ndarray:
@@ -47,24 +47,57 @@ def small_flow(flow: np.ndarray, valid: np.ndarray, shape: tuple[int, int]) -> n
     return np.stack([u * sx, v * sy], axis=-1)
 
 
-def colour_histogram(rgb: np.ndarray) -> np.ndarray:
-    """Normalised HIST_BINS^3 RGB histogram."""
+@dataclass(frozen=True)
+class Signature:
+    """What cut detection keeps of a frame: a tiny grey image, its contrast, its colour histogram."""
+
+    grey: np.ndarray  # SIGNATURE_SIZE, zero mean, unit variance (zeros when flat)
+    contrast: float  # luma standard deviation at that size
+    histogram: np.ndarray  # normalised HIST_BINS^3 RGB histogram
+
+
+SIGNATURE_SIZE = (32, 18)
+FLAT = 2.0  # luma std below which a frame has no structure to compare (black, a blank card)
+
+
+def signature(rgb: np.ndarray) -> Signature:
+    img = Image.fromarray(np.asarray(rgb, dtype=np.uint8))
+    grey = np.asarray(img.convert("L").resize(SIGNATURE_SIZE, Image.BOX), dtype=np.float32)
+    contrast = float(grey.std())
+    norm = (grey - grey.mean()) / contrast if contrast >= FLAT else np.zeros_like(grey)
     q = (np.asarray(rgb, dtype=np.uint16) * HIST_BINS // 256).reshape(-1, 3)
-    idx = (q[:, 0] * HIST_BINS + q[:, 1]) * HIST_BINS + q[:, 2]
-    hist = np.bincount(idx, minlength=HIST_BINS**3).astype(np.float64)
-    return hist / max(hist.sum(), 1.0)
+    hist = np.bincount((q[:, 0] * HIST_BINS + q[:, 1]) * HIST_BINS + q[:, 2], minlength=HIST_BINS**3)
+    return Signature(norm, contrast, hist / max(hist.sum(), 1))
 
 
-def segments_from_cuts(histograms: list[np.ndarray], threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Shot index of each frame, and each frame's histogram distance to its predecessor.
+def cut_distance(a: Signature, b: Signature) -> float:
+    """0 (same shot) .. 1. Two frames with structure: (1 - r) / 2, r the correlation of their tiny
+    contrast-normalised grey images, which sees a cut between two shots of the same palette (dark
+    to dark) and ignores lighting changes. When either is flat (black, fading): the total-variation
+    distance of their colour histograms, which sees black -> picture and not a slow fade."""
+    if a.contrast >= FLAT and b.contrast >= FLAT:
+        return float((1.0 - float((a.grey * b.grey).mean())) / 2.0)
+    return float(0.5 * np.abs(a.histogram - b.histogram).sum())
 
-    A cut falls before frame t when the total-variation distance between the colour histograms of
-    frames t-1 and t (0 = same colours, 1 = none shared) exceeds `threshold`."""
-    n = len(histograms)
+
+CUT_WINDOW = 4  # neighbours on each side that set the local level of change
+CUT_RATIO = 3.0  # a cut stands this far above that level
+
+
+def segments_from_cuts(signatures: list[Signature], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shot index of each frame, and each frame's cut distance to its predecessor (NaN for the
+    first). A cut falls before frame t when its distance exceeds `threshold` and CUT_RATIO times
+    the median distance of its CUT_WINDOW neighbours on each side: fast motion sampled sparsely
+    changes every frame a lot, a cut changes one frame much more than its neighbours."""
+    n = len(signatures)
     distance = np.full(n, np.nan)
     for t in range(1, n):
-        distance[t] = 0.5 * np.abs(histograms[t] - histograms[t - 1]).sum()
-    cuts = np.nan_to_num(distance, nan=0.0) > threshold
+        distance[t] = cut_distance(signatures[t - 1], signatures[t])
+    cuts = np.zeros(n, dtype=bool)
+    for t in range(1, n):
+        around = np.r_[distance[max(1, t - CUT_WINDOW) : t], distance[t + 1 : t + 1 + CUT_WINDOW]]
+        level = float(np.median(around)) if around.size >= 2 else 0.0
+        cuts[t] = distance[t] > threshold and distance[t] > CUT_RATIO * level
     return np.cumsum(cuts).astype(np.int32), distance
 
 

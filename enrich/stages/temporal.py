@@ -30,8 +30,8 @@ class FinishClip:
     def __call__(self, table: pa.Table) -> tuple[pa.Table, dict]:
         rows = table.to_pylist()
         n = len(rows)
-        hists = [ops.colour_histogram(_thumb(r["thumb_jpeg"])) for r in rows]
-        segments, cut_distance = ops.segments_from_cuts(hists, self.temporal.cut_threshold)
+        signatures = [ops.signature(_thumb(r["thumb_jpeg"])) for r in rows]
+        segments, cut_distance = ops.segments_from_cuts(signatures, self.temporal.cut_threshold)
         audits = [dict(r["audit"] or {}) for r in rows]
         flags = [dict(r["flags"] or {}) for r in rows]
         for t in range(n):

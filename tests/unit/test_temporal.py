@@ -87,16 +87,37 @@ def test_fit_affine_ignores_outliers_and_refuses_degenerate_input():
     assert temporal.fit_affine(x[:5], y[:5]) is None  # too few pixels
 
 
-def test_cuts_are_found_between_different_shots_only():
+def _textured(seed, shift=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(20, 60, (9, 16, 1)).repeat(40, 0).repeat(40, 1)  # dark blocks, same palette
+    return np.roll(np.repeat(base, 3, axis=2), shift, axis=1).astype(np.uint8)
+
+
+def test_a_cut_between_two_dark_shots_of_one_palette_is_found():
+    # Sintel's cut at frame 214 is like this: two dark shots whose colour histograms nearly agree.
+    frames = [_textured(1, s) for s in range(0, 12, 2)] + [_textured(2, s) for s in range(0, 12, 2)]
+    segments, distance = temporal.segments_from_cuts([temporal.signature(f) for f in frames], 0.15)
+    assert segments.tolist() == [0] * 6 + [1] * 6
+    assert np.isnan(distance[0]) and distance[6] > 0.3 and np.nanmax(np.delete(distance, 6)) < 0.1
+
+
+def test_flat_frames_fall_back_to_colour_and_fades_are_not_cuts():
     red = np.zeros((8, 8, 3), np.uint8)
     red[..., 0] = 200
     blue = np.zeros((8, 8, 3), np.uint8)
     blue[..., 2] = 200
-    black = np.zeros((8, 8, 3), np.uint8)
-    thumbs = [red, red, red, blue, blue, black, black]
-    segments, distance = temporal.segments_from_cuts([temporal.colour_histogram(t) for t in thumbs], 0.5)
-    assert segments.tolist() == [0, 0, 0, 1, 1, 2, 2]
-    assert np.isnan(distance[0]) and distance[1] == 0 and distance[3] == pytest.approx(1.0)
+    fade = [np.full((8, 8, 3), v, np.uint8) for v in (60, 55, 50, 45, 40)]  # a slow fade to dark
+    thumbs = [red, red, red, blue, blue, *fade]
+    segments, _ = temporal.segments_from_cuts([temporal.signature(t) for t in thumbs], 0.15)
+    assert segments.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2, 2]
+
+
+def test_sparse_fast_motion_is_not_a_cut_every_frame():
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (36, 64, 3)).astype(np.uint8) for _ in range(10)]  # all different
+    segments, distance = temporal.segments_from_cuts([temporal.signature(f) for f in frames], 0.15)
+    assert np.nanmin(distance) > 0.15  # every step changes a lot ...
+    assert segments.max() == 0  # ... so no single step stands out as a cut
 
 
 def test_small_map_keeps_holes_without_bleeding():
