@@ -88,3 +88,18 @@ def test_saved_config_feeds_back(tmp_path):
     path = tmp_path / "saved.yaml"
     path.write_text(yaml.safe_dump(cfg.to_flat()))
     assert build(load_file(str(path))) == cfg
+
+
+def test_temporal_and_audit_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("temporal: smooth\ntemporal_sigma: 3\naudit:\n  flicker: 0.2\n  blur_sharpness: 10\n")
+    cfg = build({"input": "i", "output": "o", **load_file(str(path))})
+    assert (cfg.temporal.mode, cfg.temporal.sigma) == ("smooth", 3)
+    assert (cfg.audit.flicker, cfg.audit.blur_sharpness) == (0.2, 10)
+    base = build({"input": "i", "output": "o"})
+    ids = {"depth": "m@1"}
+    assert cfg.output_hash(ids) != base.output_hash(ids)  # thresholds change the flags written
+    for bad, message in [({"audit_flicker": -1}, "audit_flicker"), ({"temporal_mode": "x"}, "--temporal"),
+                         ({"temporal_cut_threshold": 2}, "--cut-threshold"), ({"flow_backward": "yes"}, "flow_backward")]:  # fmt: skip
+        with pytest.raises(UsageError, match=message):
+            build({"input": "i", "output": "o", **bad})
