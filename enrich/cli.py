@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames-per-clip", type=int, default=s, help="keep the first N sampled frames")
     run.add_argument("--address", default=s, help="existing Ray cluster (default: an embedded local Ray)")
     run.add_argument("--force", action="store_true", default=s, help="redo every clip, even up-to-date ones")
+    run.add_argument("--plan", action="store_true", help="print what would be processed, and why, then exit")
+    run.add_argument(
+        "--retry-limit",
+        type=int,
+        default=s,
+        help="leave a clip alone after it failed this many times with the same content and config (default: 3)",
+    )
     run.add_argument(
         "--stages",
         default=s,
@@ -133,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="temporal_cut_threshold",
         type=float,
         default=s,
-        help="scene cut: colour-histogram distance between consecutive frames, 0..1 (default: 0.5)",
+        help="scene cut: structural distance between consecutive frames, 0..1 (default: 0.15; README: Temporal consistency)",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     run.set_defaults(func=cmd_run)
@@ -145,6 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("output", metavar="OUTPUT")
     report.add_argument("-o", "--out", default=None, help="where to write it (default: OUTPUT/report.html)")
     report.set_defaults(func=cmd_report)
+    query = commands.add_parser(
+        "query",
+        help="SQL over a manifest's tables `frames` and `clips` (DuckDB; local or s3://)",
+        epilog="exit codes: 0 ok, 2 not a manifest, SQL that does not parse or names a missing column",
+    )
+    query.add_argument("output", metavar="OUTPUT")
+    query.add_argument("sql", metavar="SQL")
+    query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    query.add_argument("--out", default=None, help="write to this file (local or s3://) instead of stdout")
+    query.set_defaults(func=cmd_query)
+    status = commands.add_parser(
+        "status", help="clips ok / failed / stale, frames and flag rates of a manifest", epilog="exit codes: 0, 2"
+    )
+    status.add_argument("output", metavar="OUTPUT")
+    status.set_defaults(func=cmd_status)
     models = commands.add_parser("models", help="list the default and known checkpoints with their licences")
     models.set_defaults(func=cmd_models)
     return parser
@@ -168,11 +190,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    from enrich.query import query, write
+
+    text = write(query(args.output, args.sql), args.format, args.out)
+    if text is not None:
+        sys.stdout.write(text)
+    return errors.EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from enrich.status import status_lines
+
+    for line in status_lines(args.output):
+        print(line)
+    return errors.EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from enrich import pipeline
 
     values = load_file(args.config) if args.config else {}
-    skip = {"command", "func", "config", "quiet"}
+    skip = {"command", "func", "config", "quiet", "plan"}
     values.update({k: v for k, v in vars(args).items() if k not in skip})
     cfg = build(values)
     unused = sorted(k for k in vars(args) if k.split("_")[0] in STAGES and k.split("_")[0] not in cfg.stages)
@@ -181,9 +220,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise errors.UsageError(
             f"{unused[0]} is an option of the {stage} stage, which is not in --stages ({','.join(cfg.stages)})"
         )
+    if args.plan:
+        for line in pipeline.prepare(cfg, plan_only=True).plan.lines():
+            print(line)
+        return errors.EXIT_OK
     log = (lambda message: None) if args.quiet else pipeline.stderr_log
     prep = pipeline.prepare(cfg)
-    summary = pipeline.execute(prep, log=log)
+    try:
+        summary = pipeline.execute(prep, log=log)
+    finally:
+        prep.release()
     for line in summary.lines():
         print(line, flush=True)
     return errors.EXIT_CLIPS_FAILED if summary.clips_failed else errors.EXIT_OK

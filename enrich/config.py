@@ -103,6 +103,7 @@ class RunConfig:
     stages: tuple[str, ...] = ("depth",)  # model stages to run, any subset of STAGES
     address: str | None = None  # an existing Ray cluster; None = an embedded local one
     force: bool = False  # redo every clip, even those already up to date
+    retry_limit: int = 3  # a clip that failed this many times (same content and config) is left alone
     depth: DepthConfig = field(default_factory=DepthConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
@@ -180,6 +181,8 @@ def flatten(data: dict[str, Any], source: str) -> dict[str, Any]:
             flat["temporal_mode"] = value
         else:
             flat[key] = value
+    if flat.get("temporal_mode") is False:  # YAML 1.1 reads a bare `off` as false
+        flat["temporal_mode"] = "off"
     unknown = sorted(set(flat) - set(known_keys()) - {"input", "output"})
     if unknown:
         raise UsageError(f"unknown config key {unknown[0]!r} in {source} (known: {', '.join(known_keys())})")
@@ -231,6 +234,7 @@ def _positive(value: Any, name: str, kind: type) -> None:
 def validate(cfg: RunConfig) -> None:
     _positive(cfg.fps, "--fps", float)
     _positive(cfg.max_frames_per_clip, "--max-frames-per-clip", int)
+    _positive(cfg.retry_limit, "--retry-limit", int)
     for name in STAGES:
         section = getattr(cfg, name)
         _check(isinstance(section.model, str) and bool(section.model.strip()), f"--{name}-model must not be empty")

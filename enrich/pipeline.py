@@ -27,6 +27,7 @@ from enrich import licences, storage
 from enrich.catalog import Clip, list_clips
 from enrich.config import STAGES, RunConfig
 from enrich.errors import UsageError
+from enrich.lock import Lock
 from enrich.manifest import commit
 from enrich.models import ModelRef
 from enrich.plan import Plan, make_plan
@@ -52,6 +53,11 @@ class Prepared:
     plan: Plan
     run_id: str
     previous: pa.Table | None  # the clips table before this run
+    lock: Lock | None = None  # held from before the clips table is read until the run ends
+
+    def release(self) -> None:
+        if self.lock:
+            self.lock.release()
 
     @property
     def model_specs(self) -> dict[str, str]:
@@ -98,11 +104,12 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: RunConfig, plan_only: bool = False) -> Prepared:
     """Every check that can fail, before any work: input, output, models, plan.
 
     When there is work, Ray starts while the models are being checked: the two take seconds each
-    and barely compete (Ray's start is mostly waiting on its own processes).
+    and barely compete (Ray's start is mostly waiting on its own processes). `plan_only` stops after
+    the plan: models are resolved (their ids are in the plan's config hash) but not loaded.
     """
     cfg = _normalized(cfg)
     storage.check_readable(cfg.input)
@@ -115,15 +122,25 @@ def prepare(cfg: RunConfig) -> Prepared:
     ids = {name: ModelStage.identity(refs) for name, refs in models.items()}
     config_hash = cfg.output_hash(ids)
     with storage.s3_errors(cfg.output):
-        previous = commit.read_clips(cfg.output)
-    plan = make_plan(clips, previous, config_hash, cfg.force)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        checked = pool.submit(_check_models, cfg, stages, models)
-        if plan.todo:
-            init_ray(cfg.address)
-            _sizing(cfg, stages, cluster_shape())  # pools that cannot fit fail here, before any work
-        checked.result()
-    return Prepared(cfg, models, config_hash, plan, new_run_id(), previous)
+        lock = None if plan_only else Lock(cfg.output).acquire()
+    try:
+        with storage.s3_errors(cfg.output):
+            previous = commit.read_clips(cfg.output)
+        plan = make_plan(clips, previous, config_hash, cfg.force, cfg.retry_limit)
+        prep = Prepared(cfg, models, config_hash, plan, new_run_id(), previous, lock)
+        if plan_only:
+            return prep
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            checked = pool.submit(_check_models, cfg, stages, models)
+            if plan.todo:
+                init_ray(cfg.address)
+                _sizing(cfg, stages, cluster_shape())  # pools that cannot fit fail here, before any work
+            checked.result()
+        return prep
+    except BaseException:
+        if lock:
+            lock.release()
+        raise
 
 
 def _check_models(cfg: RunConfig, stages: dict[str, ModelStage], models: dict[str, dict[str, ModelRef]]) -> None:
@@ -240,6 +257,7 @@ def clip_row(
         "etag": clip.etag,
         "status": "failed" if error else "ok",
         "error": error,
+        "attempts": prep.plan.attempts.get(clip.clip_id, 1),
         "n_frames": n_frames,
         **{f"{name}_model": prep.model_ids.get(name) for name in STAGES},
         "run_id": prep.run_id,
@@ -255,6 +273,11 @@ def execute(prep: Prepared, log=print) -> RunSummary:
     cfg = prep.cfg
     summary = RunSummary(prep.run_id, cfg.output, clips_skipped=prep.plan.skipped)
     summary.notes = licences.non_commercial_notes(prep.model_specs)
+    if prep.plan.gave_up:
+        summary.notes.append(
+            f"{len(prep.plan.gave_up)} clips failed {cfg.retry_limit} times with this content and config and "
+            "were left alone (their reasons are in the clips table; --force retries them)"
+        )
     started = time.monotonic()
     log(f"plan: {prep.plan.describe()}")
     _save_run_file(prep, "config.json", _config_record(prep))
@@ -280,6 +303,8 @@ def execute(prep: Prepared, log=print) -> RunSummary:
         for ref in ready:
             clip_id, error = pending.pop(ref)
             n, figures = ray.get(ref)
+            if "warning" in figures:
+                summary.notes.append(figures.pop("warning")[:300])
             _record(summary, clip_id, error, n)
             finished_rows.append(clip_row(by_id[clip_id], tracker.clips.get(clip_id), prep, n, error, figures))
 

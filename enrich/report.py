@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -63,7 +64,9 @@ def _small_frames(output: str, clip_ids: list[str]) -> list[dict]:
     for clip_id in clip_ids:
         uri = frames_file(output, clip_id)
         if storage.exists(uri):
-            rows.extend(pq.read_table(io.BytesIO(storage.read_bytes(uri)), columns=SMALL_COLUMNS).to_pylist())
+            table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+            present = [c for c in SMALL_COLUMNS if c in table.column_names]  # older manifests lack the audits
+            rows.extend({c: None for c in SMALL_COLUMNS} | r for r in table.select(present).to_pylist())
     return rows
 
 
@@ -82,7 +85,7 @@ def _examples(output: str, frames: list[dict]) -> dict[str, list[dict]]:
         score, high_first = SCORE_OF_FLAG[name]
         flagged = [f for f in frames if f["flags"] and f["flags"][name]]
         if high_first is not None:
-            flagged.sort(key=lambda f: f["audit"].get(score) or 0.0, reverse=high_first)
+            flagged.sort(key=lambda f: (f["audit"] or {}).get(score) or 0.0, reverse=high_first)
         # Spread over clips: at most two examples from one clip.
         per_clip: dict[str, int] = defaultdict(int)
         chosen = []
@@ -100,7 +103,7 @@ def _examples(output: str, frames: list[dict]) -> dict[str, list[dict]]:
     images = {}
     for clip_id, indices in wanted.items():
         table = pq.read_table(io.BytesIO(storage.read_bytes(frames_file(output, clip_id))))
-        table = table.filter(pa.compute.is_in(table["frame_index"], pa.array(sorted(indices), pa.int64())))
+        table = table.filter(pc.is_in(table["frame_index"], pa.array(sorted(indices), pa.int64())))
         for r in table.to_pylist():
             images[(clip_id, r["frame_index"])] = (r["thumb_jpeg"], _depth_thumb(r))
     for chosen in picked.values():
@@ -207,7 +210,7 @@ def _page(output, clips, frames, counts, examples) -> str:
             thumb, depth = f["images"]
             out.append(
                 f"<div class='ex'>{_img(thumb, 'image/jpeg')}{_img(depth, 'image/png')}<br>"
-                f"{e(f['clip_id'])} · frame {f['frame_index']} · {score} {_num(f['audit'].get(score))}</div>"
+                f"{e(f['clip_id'])} · frame {f['frame_index']} · {score} {_num((f['audit'] or {}).get(score))}</div>"
             )
     out.append("</body></html>")
     return "\n".join(out)

@@ -198,6 +198,30 @@ def write_bytes(uri: str, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Write `uri` only if nothing is there yet (O_EXCL locally, `If-None-Match: *` on S3).
+    Returns False, writing nothing, when it already exists."""
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        try:
+            s3_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    try:
+        fd = os.open(uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return True
+
+
 def delete(uri: str) -> None:
     """Remove one object; a missing one is not an error."""
     if is_s3(uri):

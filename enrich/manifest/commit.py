@@ -40,7 +40,10 @@ def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None) 
         table = pa.concat_tables(tables)
         table = table.take(pc.sort_indices(table, sort_keys=[("frame_index", "ascending")]))
         if finish is not None:
-            table, figures = finish(table)
+            try:
+                table, figures = finish(table)
+            except Exception as exc:  # the clip's rows are good: publish them as they are, and say why
+                figures = {"warning": f"{clip_id}: clip-level step failed, rows kept as computed ({type(exc).__name__}: {exc})"}
         storage.write_bytes(target, table_bytes(table, row_group_size=ROW_GROUP_FRAMES))
         rows = table.num_rows
     else:

@@ -83,6 +83,7 @@ CLIPS = pa.schema(
         ("etag", pa.string()),  # S3 ETag, or mtime-size fingerprint for local files
         ("status", pa.string()),  # ok | failed
         ("error", pa.string()),  # why it failed; null when ok
+        ("attempts", pa.int64()),  # runs that processed this content with this config (failures retried up to a limit)
         ("n_frames", pa.int64()),  # rows of this clip in frames/
         ("source_frames", pa.int64()),  # frames in the video stream
         ("fps", pa.float64()),  # the stream's average frame rate

@@ -2,7 +2,7 @@
 
 Relative disparity from a monocular model is right only up to a scale and a shift, and both drift
 from frame to frame (flicker). Within each shot, frame t is mapped by s_t * d + b_t onto its aligned
-predecessor: a least-squares fit over reliable pixels (valid in both maps; with flow, frame t is
+predecessor: a symmetric line fit over reliable pixels (valid in both maps; with flow, frame t is
 sampled where the flow carries each pixel of frame t-1), refitted without the 20% worst residuals.
 `smooth` then runs a Gaussian filter (sigma in frames) over each aligned frame's median and spread
 within the shot and rescales the frame to the filtered values. Everything works on small maps
@@ -131,11 +131,12 @@ def _blur(m: np.ndarray) -> np.ndarray:
 
 
 def fit_affine(src: np.ndarray, dst: np.ndarray, trim: float = TRIM) -> tuple[float, float] | None:
-    """(s, b) minimising |s * src + b - dst|^2, refitted without the `trim` worst residuals.
+    """(s, b) with s * src + b ~ dst (a symmetric line fit, see `_lstsq`), refitted without the `trim`
+    worst residuals.
     None when there are too few pixels, src is constant, or s comes out <= 0 (order would flip)."""
     if src.size < MIN_PIXELS:
         return None
-    s, b = _lstsq(src, dst)
+    s, b = _robust_line(src, dst)
     if s is None:
         return None
     if trim > 0:
@@ -148,13 +149,28 @@ def fit_affine(src: np.ndarray, dst: np.ndarray, trim: float = TRIM) -> tuple[fl
     return (s, b) if s > 0 else None
 
 
-def _lstsq(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float]:
-    x, y = x.astype(np.float64), y.astype(np.float64)
-    vx = x.var()
-    if not np.isfinite(vx) or vx <= 1e-12 * max(1.0, np.abs(x).max() ** 2):
+def _robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float]:
+    """A first line that outliers barely move: the ratio of interquartile ranges through the medians."""
+    qx, qy = np.percentile(x, [25, 50, 75]), np.percentile(y, [25, 50, 75])
+    spread = qx[2] - qx[0]
+    if not np.isfinite(spread) or spread <= 1e-12 * max(1.0, float(np.abs(qx).max())):
         return None, 0.0
-    s = ((x - x.mean()) * (y - y.mean())).mean() / vx
-    return float(s), float(y.mean() - s * x.mean())
+    sign = np.sign(((x - x.mean()) * (y - y.mean())).mean())
+    s = float(sign * (qy[2] - qy[0]) / spread)
+    return s, float(qy[1] - s * qx[1])
+
+
+def _lstsq(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float]:
+    """Symmetric (reduced major axis) line fit: s = sign(cov) * std(y) / std(x), the geometric mean
+    of regressing y on x and x on y. Ordinary least squares would shrink s towards 0 whenever x is
+    noisy, and chaining frame after frame would compound that into a slow flattening of the depth."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    vx, vy = x.var(), y.var()
+    if not np.isfinite(vx) or vx <= 1e-12 * max(1.0, np.abs(x).max() ** 2) or vy <= 0:
+        return None, 0.0
+    cov = ((x - x.mean()) * (y - y.mean())).mean()
+    s = float(np.sign(cov) * np.sqrt(vy / vx))
+    return s, float(y.mean() - s * x.mean())
 
 
 def flicker(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray | None) -> float | None:

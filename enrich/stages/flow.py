@@ -90,11 +90,13 @@ class Flow(Stage):
         }
 
     def _predict(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(forward, backward) per pair; both directions go through RAFT in one batch."""
+        """(forward, backward) per pair. The backward pass is a second batch of the same size, so
+        memory per batch does not grow with it."""
+        forward = self.estimator.predict(pairs)
         if not self.backward:
-            return [(f, np.zeros((0, 0, 2), dtype=np.float32)) for f in self.estimator.predict(pairs)]
-        fields = self.estimator.predict(list(pairs) + [(b, a) for a, b in pairs])
-        return list(zip(fields[: len(pairs)], fields[len(pairs) :], strict=True))
+            return [(f, np.zeros((0, 0, 2), dtype=np.float32)) for f in forward]
+        backward = self.estimator.predict([(b, a) for a, b in pairs])
+        return list(zip(forward, backward, strict=True))
 
 
 class EncodeFlow(Stage):

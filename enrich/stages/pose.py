@@ -59,7 +59,9 @@ class Pose(Stage):
 
 def _check(refs: dict[str, ModelRef]) -> None:
     ops = _ops()
-    ops.check_loadable(materialize(refs["model"], ops.RANDOM_BUILDERS), materialize(refs["detector"], ops.RANDOM_BUILDERS))
+    ops.check_loadable(
+        materialize(refs["model"], ops.RANDOM_BUILDERS), materialize(refs["detector"], ops.RANDOM_BUILDERS)
+    )
 
 
 STAGE = ModelStage(

@@ -28,7 +28,8 @@ class FinishClip:
         self.temporal, self.audit = temporal or TemporalConfig(), audit or AuditConfig()
 
     def __call__(self, table: pa.Table) -> tuple[pa.Table, dict]:
-        rows = table.to_pylist()
+        needed = ["thumb_jpeg", "audit", "flags", "depth_png", "depth_scale", "depth_offset", "depth_kind", "flow_png"]
+        rows = table.select(needed).to_pylist()
         n = len(rows)
         signatures = [ops.signature(_thumb(r["thumb_jpeg"])) for r in rows]
         segments, cut_distance = ops.segments_from_cuts(signatures, self.temporal.cut_threshold)
@@ -38,7 +39,7 @@ class FinishClip:
             audits[t]["cut_distance"] = _num(cut_distance[t])
         before = after = None
         if n and all(r["depth_png"] is not None for r in rows):
-            relative = rows[0]["depth_kind"] == "relative_disparity"
+            relative = all(r["depth_kind"] == "relative_disparity" for r in rows)
             maps = [
                 ops.small_map(dequantize(decode_png16(r["depth_png"]), r["depth_scale"], r["depth_offset"]))
                 for r in rows

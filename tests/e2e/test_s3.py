@@ -53,7 +53,7 @@ def test_s3_in_s3_out_with_model_from_s3(run, s3, bucket, fixtures_dir, tiny_dep
 
     # Nothing written, printed or saved carries the credentials.
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="manifests/")["Contents"]]
-    assert not any("_staging" in k for k in keys)
+    assert not any("_staging" in k or "_lock" in k for k in keys)
     for key in keys:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         assert FAKE_SECRET.encode() not in body and FAKE_KEY_ID.encode() not in body, key
@@ -62,6 +62,24 @@ def test_s3_in_s3_out_with_model_from_s3(run, s3, bucket, fixtures_dir, tiny_dep
     code, _, stderr = run(f"s3://{bucket}/clips", out, "--depth-model", model, "--fps", 1, "--max-frames-per-clip", 3)
     assert code == 1 and "1 to process (1 failed), 2 up to date" in stderr
     assert read_table(f"{out}/frames").num_rows == 6
+
+    # One run per OUTPUT on S3 too: the lock is a conditional PUT (If-None-Match: *).
+    from enrich.lock import Lock
+
+    holder = Lock(out).acquire()
+    try:
+        code, _, stderr = run(f"s3://{bucket}/clips", out, "--depth-model", model, "--fps", 1)
+        assert code == 2 and "is held by another run" in stderr
+    finally:
+        holder.release()
+
+    # DuckDB over the S3 datasets equals pyarrow reading the same objects.
+    from enrich.query import query
+
+    got = query(out, "SELECT clip_id, status, n_frames FROM clips ORDER BY clip_id").to_pylist()
+    want = read_table(f"{out}/clips").select(["clip_id", "status", "n_frames"]).sort_by("clip_id").to_pylist()
+    assert got == want
+    assert query(out, "SELECT count(*) AS n FROM frames WHERE NOT flags.exposure")["n"][0].as_py() == 6
 
 
 def test_object_deleted_after_listing_fails_alone(ray_session, s3, bucket, fixtures_dir, tiny_depth_model):

@@ -96,10 +96,17 @@ def test_temporal_and_audit_keys(tmp_path):
     cfg = build({"input": "i", "output": "o", **load_file(str(path))})
     assert (cfg.temporal.mode, cfg.temporal.sigma) == ("smooth", 3)
     assert (cfg.audit.flicker, cfg.audit.blur_sharpness) == (0.2, 10)
+    path.write_text("temporal: off\n")  # YAML 1.1 reads a bare off as false
+    assert build({"input": "i", "output": "o", **load_file(str(path))}).temporal.mode == "off"
     base = build({"input": "i", "output": "o"})
     ids = {"depth": "m@1"}
     assert cfg.output_hash(ids) != base.output_hash(ids)  # thresholds change the flags written
-    for bad, message in [({"audit_flicker": -1}, "audit_flicker"), ({"temporal_mode": "x"}, "--temporal"),
-                         ({"temporal_cut_threshold": 2}, "--cut-threshold"), ({"flow_backward": "yes"}, "flow_backward")]:  # fmt: skip
+    bad_values = [
+        ({"audit_flicker": -1}, "audit_flicker"),
+        ({"temporal_mode": "x"}, "--temporal"),
+        ({"temporal_cut_threshold": 2}, "--cut-threshold"),
+        ({"flow_backward": "yes"}, "flow_backward"),
+    ]
+    for bad, message in bad_values:
         with pytest.raises(UsageError, match=message):
             build({"input": "i", "output": "o", **bad})

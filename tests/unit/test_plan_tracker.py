@@ -28,6 +28,26 @@ def test_plan_reasons():
     assert len(make_plan(clips, previous, "h1", force=True).todo) == 5
 
 
+def test_failed_clips_are_retried_up_to_the_limit():
+    previous = state(a="failed", b="failed", c="failed")
+    table = previous.to_pylist()
+    for row, attempts in zip(table, [1, 2, 3], strict=True):
+        row["attempts"] = attempts
+    previous = merge_clips(None, table)
+    clips = [clip("a"), clip("b"), clip("c"), clip("d")]
+    plan = make_plan(clips, previous, "h1", retry_limit=3)
+    assert plan.reasons == {"a": "failed", "b": "failed", "d": "new"}
+    assert plan.attempts == {"a": 2, "b": 3, "d": 1}
+    assert plan.gave_up == ["c"] and plan.skipped == 0
+    assert "1 failed too often" in plan.describe()
+    assert [line.split()[0] for line in plan.lines()[1:]] == ["failed", "failed", "new"]
+    assert "(attempt 3)" in plan.lines()[2]
+    # new content or config, or --force, starts over
+    assert make_plan([clip("c", etag="new")], previous, "h1").attempts == {"c": 1}
+    assert make_plan([clip("c")], previous, "h2").attempts == {"c": 1}
+    assert make_plan([clip("c")], previous, "h1", force=True).reasons == {"c": "forced"}
+
+
 def test_merge_replaces_rows_of_the_same_clip():
     previous = state(a="ok", b="failed")
     merged = merge_clips(previous, [dict(clip_id="b", clip_uri="/in/b", size_bytes=10, etag="e", status="ok",

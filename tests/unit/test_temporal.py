@@ -69,10 +69,60 @@ def test_smooth_filters_what_alignment_cannot_explain():
     maps = [base + rng.normal(0, 0.3) + rng.normal(0, 0.05, base.shape).astype(np.float32) for _ in range(12)]
     seg = np.zeros(12, np.int32)
     medians = {}
-    for mode in ("off", "smooth"):
+    for mode in ("off", "align", "smooth"):
         c = temporal.make_consistent(maps, [None] * 12, seg, mode, sigma=2.0)
         medians[mode] = [np.median(c.scale[t] * m + c.shift[t]) for t, m in enumerate(maps)]
-    assert np.std(np.diff(medians["smooth"])) < 0.5 * np.std(np.diff(medians["off"]))
+    jitter = {mode: np.std(np.diff(m)) for mode, m in medians.items()}
+    assert jitter["smooth"] < 0.5 * jitter["align"] and jitter["align"] < jitter["off"]
+
+
+def test_noise_does_not_flatten_the_depth_along_a_long_shot():
+    """Chained ordinary least squares would shrink the scale by its noise share at every frame."""
+    from scipy import ndimage
+
+    base = scene()
+    rng = np.random.default_rng(1)
+
+    def noise():  # smooth errors, as a model makes them (pixel noise would be blurred away)
+        n = ndimage.gaussian_filter(rng.normal(0, 1, base.shape), 3)
+        return (n / n.std() * 0.3 * base.std()).astype(np.float32)
+
+    maps = [base + noise() for _ in range(60)]
+    c = temporal.make_consistent(maps, [None] * 60, np.zeros(60, np.int32), "align")
+    assert 0.6 < c.scale.min() and c.scale.max() < 1.6  # ordinary least squares: 0.15 by frame 59
+
+
+def test_finish_clip_rewrites_scale_and_offset_so_decoded_depth_is_aligned():
+    """A clip table as the writer stages it, with injected drift, through the commit-time stage:
+    decoding with the stored scale and offset gives the first frame's values for every frame."""
+
+    import pyarrow as pa
+    from PIL import Image
+
+    from enrich.manifest.schema import FRAMES
+    from enrich.ops.quantize import decode_png16, dequantize, encode_png16, quantize
+    from enrich.stages.audit import thumbnail
+    from enrich.stages.temporal import FinishClip
+
+    base = np.kron(scene(48, 72), np.ones((4, 4), np.float32))  # 192 x 288
+    picture = np.asarray(Image.fromarray((base / base.max() * 255).astype(np.uint8)).convert("RGB"))
+    rows = []
+    for t, (s, b) in enumerate(DRIFT):
+        codes, scale, offset = quantize(s * base + b)
+        rows.append({"clip_id": "c", "frame_index": t, "depth_png": encode_png16(codes), "depth_scale": scale,
+                     "depth_offset": offset, "depth_kind": "relative_disparity", "thumb_jpeg": thumbnail(picture),
+                     "flags": {"exposure": False}, "audit": {"sharpness": 1.0}})  # fmt: skip
+    table, figures = FinishClip()(pa.Table.from_pylist(rows, schema=FRAMES))
+    out = table.to_pylist()
+    first = dequantize(decode_png16(out[0]["depth_png"]), out[0]["depth_scale"], out[0]["depth_offset"])
+    np.testing.assert_allclose(first, base, atol=1e-4 * np.ptp(base))  # the first frame keeps its raw values
+    for r in out:
+        decoded = dequantize(decode_png16(r["depth_png"]), r["depth_scale"], r["depth_offset"])
+        np.testing.assert_allclose(decoded, base, atol=2e-3 * np.ptp(base))
+        assert r["segment"] == 0 and r["flags"]["exposure"] is False and r["audit"]["sharpness"] == 1.0
+    assert figures["segments"] == 1 and figures["flicker_after"] < 1e-3 < 0.05 < figures["flicker_before"]
+    assert figures["flag_rates"]["exposure"] == 0.0 and figures["flag_rates"]["depth_flicker"] == 0.0
+    assert out[0]["flags"]["depth_flicker"] is None and out[1]["flags"]["depth_flicker"] is False
 
 
 def test_fit_affine_ignores_outliers_and_refuses_degenerate_input():

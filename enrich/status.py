@@ -1,0 +1,44 @@
+"""`enrich status OUTPUT`: what a manifest holds, in a few lines, from SQL over its tables."""
+
+from __future__ import annotations
+
+import json
+
+from enrich import storage
+from enrich.manifest.schema import FLAG_NAMES
+from enrich.query import query
+
+
+def last_run(output: str) -> dict | None:
+    """The newest run's saved config (runs/RUN_ID/config.json; run ids sort by time)."""
+    configs = sorted(u for u in storage.list_uris(storage.join(output, "runs")) if u.endswith("/config.json"))
+    return json.loads(storage.read_bytes(configs[-1])) if configs else None
+
+
+def status_lines(output: str) -> list[str]:
+    output = storage.normalize(output)
+    run = None
+    with storage.s3_errors(output):
+        run = last_run(output)
+    current = run["config_hash"] if run else ""
+    clips = query(
+        output,
+        f"""SELECT count(*) AS clips, count(*) FILTER (status = 'ok') AS ok, count(*) FILTER (status <> 'ok') AS failed,
+                  count(*) FILTER (config_hash <> '{current}') AS stale, coalesce(sum(n_frames), 0) AS frames
+           FROM clips""",
+    ).to_pylist()[0]
+    rates = ", ".join(f"avg(CAST(flags.{n} AS DOUBLE)) AS {n}" for n in FLAG_NAMES)
+    flags = query(output, f"SELECT {rates} FROM frames").to_pylist()[0]
+    lines = [
+        f"{output}: {clips['clips']} clips ({clips['ok']} ok, {clips['failed']} failed), {clips['frames']} frames",
+    ]
+    if run:
+        lines.append(
+            f"last run {run['run_id']} (config {current}); {clips['stale']} clips were made with another config "
+            "or model and are redone by the next run with the last run's options"
+        )
+    lines.append("flag rates over frames:")
+    for name in FLAG_NAMES:
+        rate = flags[name]
+        lines.append(f"  {name:<24} {'not computed' if rate is None else f'{100 * rate:.1f}%'}")
+    return lines

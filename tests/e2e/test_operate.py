@@ -1,0 +1,47 @@
+"""Operating on a schedule: the plan, retrying failed clips up to a limit, one run per OUTPUT."""
+
+from __future__ import annotations
+
+from enrich.lock import NAME, Lock
+from tests.e2e.conftest import read_table
+
+
+def test_plan_retries_and_limit(run, bad_clips, tiny_depth_model, tmp_path, capsys):
+    from tests.helpers import BAD_CLIPS
+
+    out = tmp_path / "out"
+    args = ["--depth-model", tiny_depth_model, "--fps", 2]
+    code, stdout, _ = run(bad_clips, out, *args, "--plan")
+    n = len(BAD_CLIPS) + 1
+    assert code == 0 and stdout.splitlines()[0] == f"plan: {n} to process ({n} new), 0 up to date"
+    assert sorted(line.split()[1] for line in stdout.splitlines()[1:]) == sorted([*BAD_CLIPS, "good.mp4"])
+    assert not (out / "clips").exists() and not (out / NAME).exists()  # a plan does no work
+
+    assert run(bad_clips, out, *args)[0] == 1
+    rows = {r["clip_id"]: r for r in read_table(out / "clips").to_pylist()}
+    assert {r["attempts"] for r in rows.values()} == {1}
+    code, stdout, _ = run(bad_clips, out, *args, "--plan")
+    assert stdout.splitlines()[0] == f"plan: {n - 1} to process ({n - 1} failed), 1 up to date"
+    assert all(line.endswith("(attempt 2)") for line in stdout.splitlines()[1:])
+
+    assert run(bad_clips, out, *args)[0] == 1  # the second attempt fails again
+    code, stdout, stderr = run(bad_clips, out, *args, "--retry-limit", 2)
+    assert code == 0, stderr  # nothing was tried, so nothing failed in this run
+    assert f"{n - 1} clips failed 2 times" in stdout and "0 failed, 1 up to date" in stdout
+    assert {r["attempts"] for r in read_table(out / "clips").to_pylist() if r["status"] == "failed"} == {2}
+    assert not (out / NAME).exists()
+
+
+def test_a_second_run_on_the_same_output_is_refused(run, small_input, tiny_depth_model, tmp_path):
+    out = tmp_path / "out"
+    holder = Lock(str(out)).acquire()
+    try:
+        code, stdout, stderr = run(small_input, out, "--depth-model", tiny_depth_model, "--max-frames-per-clip", 1)
+        assert code == 2 and stdout == ""
+        assert stderr.count("\n") == 1 and "is held by another run (pid" in stderr
+        assert not (out / "clips").exists()  # refused before reading or writing anything
+    finally:
+        holder.release()
+    code, _, stderr = run(small_input, out, "--depth-model", tiny_depth_model, "--max-frames-per-clip", 1)
+    assert code == 0, stderr
+    assert not (out / NAME).exists()  # released at the end
