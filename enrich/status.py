@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from enrich import storage
 from enrich.manifest.schema import FLAG_NAMES
@@ -20,7 +21,9 @@ def status_lines(output: str) -> list[str]:
     run = None
     with storage.s3_errors(output):
         run = last_run(output)
-    current = run["config_hash"] if run else ""
+    current = str(run.get("config_hash", "")) if run else ""
+    if not re.fullmatch(r"[0-9a-f]*", current):  # it goes into SQL below: only ever a hex digest
+        current = ""
     clips = query(
         output,
         f"""SELECT count(*) AS clips, count(*) FILTER (status = 'ok') AS ok, count(*) FILTER (status <> 'ok') AS failed,
