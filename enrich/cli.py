@@ -167,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("output", metavar="OUTPUT")
     status.set_defaults(func=cmd_status)
+    show = commands.add_parser(
+        "show",
+        help="render one frame beside its colourised depth (and flow and pose when present) as a PNG",
+        epilog="exit codes: 0 written, 2 not a manifest, unknown clip or frame",
+    )
+    show.add_argument("output", metavar="OUTPUT")
+    show.add_argument("clip_id", metavar="CLIP_ID")
+    show.add_argument("frame_index", metavar="FRAME_INDEX", type=int)
+    show.add_argument("-o", "--out", required=True, help="PNG file to write (local or s3://)")
+    show.set_defaults(func=cmd_show)
     models = commands.add_parser("models", help="list the default and known checkpoints with their licences")
     models.set_defaults(func=cmd_models)
     return parser
@@ -204,6 +214,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     for line in status_lines(args.output):
         print(line)
+    return errors.EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from enrich.show import render, write_png
+
+    write_png(render(args.output, args.clip_id, args.frame_index), args.out)
+    print(f"wrote {args.out}")
     return errors.EXIT_OK
 
 

@@ -24,7 +24,7 @@ from enrich import storage
 from enrich.errors import UsageError
 from enrich.manifest import commit
 from enrich.manifest.schema import FLAG_NAMES, frames_file
-from enrich.ops.quantize import decode_png16, dequantize
+from enrich.ops.visual import depth_rgb
 
 EXAMPLES_PER_FLAG = 4
 SCORE_OF_FLAG = {  # the score shown under an example, and which examples come first
@@ -37,8 +37,6 @@ SCORE_OF_FLAG = {  # the score shown under an example, and which examples come f
     "flow_inconsistent": ("fb_inconsistent_fraction", True),
 }
 SMALL_COLUMNS = ["clip_id", "frame_index", "timestamp_s", "segment", "flags", "audit"]
-# Colour ramp for depth (near = bright): anchors from black through purple, red and orange to pale yellow.
-RAMP = np.array([[0, 0, 4], [60, 15, 110], [150, 40, 110], [230, 80, 50], [250, 170, 30], [252, 250, 190]], float)
 
 
 def build_report(output: str) -> str:
@@ -113,20 +111,9 @@ def _examples(output: str, frames: list[dict]) -> dict[str, list[dict]]:
 
 
 def _depth_thumb(row: dict) -> bytes | None:
-    if row["depth_png"] is None:
+    rgb = depth_rgb(row)
+    if rgb is None:
         return None
-    values = dequantize(decode_png16(row["depth_png"]), row["depth_scale"], row["depth_offset"])
-    if row["depth_kind"] == "metric_depth_m":
-        values = 1.0 / np.maximum(values, 1e-3)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return None
-    lo, hi = np.percentile(finite, [2, 98])
-    t = np.clip((np.nan_to_num(values, nan=lo) - lo) / max(hi - lo, 1e-9), 0, 1)
-    pos = t * (len(RAMP) - 1)
-    i = np.minimum(pos.astype(int), len(RAMP) - 2)
-    frac = (pos - i)[..., None]
-    rgb = (RAMP[i] * (1 - frac) + RAMP[i + 1] * frac).astype(np.uint8)
     img = Image.fromarray(rgb)
     img.thumbnail((256, 256), Image.BILINEAR)
     buffer = io.BytesIO()

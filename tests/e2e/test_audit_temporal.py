@@ -158,3 +158,28 @@ def test_bad_temporal_option_fails_fast(run, tmp_path, fixtures_dir, capsys):
     config.write_text("temporal: wobbly\naudit:\n  flicker: 0.2\n")
     code, _, err = run(fixtures_dir, tmp_path / "o", "--config", config)
     assert code == 2 and "--temporal must be one of off, align, smooth" in err and not (tmp_path / "o").exists()
+
+
+def test_show_renders_frame_depth_and_flow(enriched, catalogue, tmp_path, capsys):
+    from PIL import Image
+
+    target = tmp_path / "f.png"
+    assert main(["show", str(enriched), "sintel.mp4", "0", "-o", str(target)]) == 0
+    img = Image.open(target)
+    # 854x480 frame, depth and flow, each scaled to 360 rows, 4 px apart
+    assert img.size == (3 * round(854 * 360 / 480) + 8, 360)
+    right = np.asarray(img)[:, -100:]
+    assert right.std() > 0  # the flow panel is drawn
+    # the clip is gone: the stored thumbnail stands in for the frame
+    moved = tmp_path / "moved"
+    shutil.copytree(enriched, moved)
+    shutil.move(catalogue / "tiny.mp4", tmp_path / "tiny.mp4")
+    try:
+        assert main(["show", str(moved), "tiny.mp4", "0", "-o", str(tmp_path / "t.png")]) == 0
+    finally:
+        shutil.move(tmp_path / "tiny.mp4", catalogue / "tiny.mp4")
+    capsys.readouterr()
+    assert main(["show", str(enriched), "nope.mp4", "0", "-o", str(target)]) == 2
+    assert main(["show", str(enriched), "sintel.mp4", "1", "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "no frames of clip 'nope.mp4'" in err and "has no sampled frame 1" in err

@@ -125,3 +125,17 @@ def test_a_frame_the_audit_cannot_read_keeps_its_row(real_frame):
     assert list(out[ERROR]) == ["", ""]  # a diagnostic never costs a frame its depth
     assert out["flags"][1] is None and out["audit"][1] is None and out["thumb_jpeg"][1] is None
     assert json.loads(out["flags"][0])["exposure"] is False and out["thumb_jpeg"][0][:2] == b"\xff\xd8"
+
+
+def test_pose_and_flow_pictures():
+    from enrich.ops import visual
+
+    frame = np.zeros((100, 100, 3), np.uint8)
+    keypoints = [{"x": 50.0, "y": 10.0 + 4 * i, "score": 0.9} for i in range(17)]
+    drawn = visual.draw_pose(frame, [{"bbox": [20, 5, 60, 90], "keypoints": keypoints}])
+    assert drawn[5, 50].tolist() == [0, 255, 0]  # the box's top edge
+    assert drawn[10, 50].tolist() == [255, 255, 0]  # a keypoint
+    flow = np.zeros((10, 10, 2), np.float32)
+    flow[:, 5:, 0] = 3.0
+    rgb = visual.flow_rgb(flow, np.ones((10, 10), bool))
+    assert rgb[:, :5].max() == 0 and rgb[:, 5:].max() > 200  # still is black, motion is coloured
