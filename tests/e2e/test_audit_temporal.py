@@ -183,3 +183,25 @@ def test_show_renders_frame_depth_and_flow(enriched, catalogue, tmp_path, capsys
     assert main(["show", str(enriched), "sintel.mp4", "1", "-o", str(target)]) == 2
     err = capsys.readouterr().err
     assert "no frames of clip 'nope.mp4'" in err and "has no sampled frame 1" in err
+
+
+def test_reflective_street_and_close_range_portrait(run, fixtures_dir, tiny_depth_model, tmp_path):
+    """What can be checked with random depth weights: the image half of each audit on the real
+    footage. The wet night street glints; the indoor portrait does not. The depth half
+    (reflection_mismatch, near_fraction) is computed for every frame, but only real weights make
+    it meaningful."""
+    from enrich.config import AuditConfig
+
+    clips = tmp_path / "in"
+    clips.mkdir()
+    shutil.copy(fixtures_dir / "tokyo_walk.mp4", clips / "tokyo.mp4")
+    shutil.copy(fixtures_dir / "portrait_with_audio.mp4", clips / "portrait.mp4")
+    code, _, err = run(clips, tmp_path / "out", "--depth-model", tiny_depth_model, "--fps", 1, "--max-frames-per-clip", 3)
+    assert code == 0, err
+    frames = by_clip(tmp_path / "out")
+    threshold = AuditConfig().specular_fraction
+    assert all(r["audit"]["specular_fraction"] > threshold for r in frames["tokyo.mp4"])
+    assert all(r["audit"]["specular_fraction"] < threshold for r in frames["portrait.mp4"])
+    for r in frames["tokyo.mp4"] + frames["portrait.mp4"]:
+        assert r["audit"]["reflection_mismatch"] is not None and r["audit"]["near_fraction"] is not None
+        assert r["flags"]["transparent_reflective"] is not None and r["flags"]["close_range"] is not None
