@@ -26,12 +26,16 @@ def frame_row(output: str, clip_id: str, frame_index: int) -> dict:
         raise UsageError(f"{output} is not an enrich manifest (no clips/clips.parquet)")
     uri = frames_file(output, clip_id)
     if not storage.exists(uri):
-        raise UsageError(f"no frames of clip {clip_id!r} in {output} (see: enrich query {output} 'SELECT * FROM clips')")
+        raise UsageError(
+            f"no frames of clip {clip_id!r} in {output} (see: enrich query {output} 'SELECT * FROM clips')"
+        )
     table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
     rows = table.filter(pc.equal(table["frame_index"], frame_index)).to_pylist()
     if not rows:
         have = table["frame_index"].to_pylist()
-        raise UsageError(f"clip {clip_id!r} has no sampled frame {frame_index} (it has {have[:10]}{'...' if len(have) > 10 else ''})")
+        raise UsageError(
+            f"clip {clip_id!r} has no sampled frame {frame_index} (it has {have[:10]}{'...' if len(have) > 10 else ''})"
+        )
     return rows[0]
 
 

@@ -58,7 +58,11 @@ def draw_pose(frame: np.ndarray, people: list[dict], min_score: float = 0.3) -> 
         points = person["keypoints"]
         for a, b in SKELETON:
             if points[a]["score"] >= min_score and points[b]["score"] >= min_score:
-                draw.line([(points[a]["x"], points[a]["y"]), (points[b]["x"], points[b]["y"])], fill=(255, 64, 64), width=width)
+                draw.line(
+                    [(points[a]["x"], points[a]["y"]), (points[b]["x"], points[b]["y"])],
+                    fill=(255, 64, 64),
+                    width=width,
+                )
         for p in points:
             if p["score"] >= min_score:
                 r = width * 1.5
