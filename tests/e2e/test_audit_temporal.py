@@ -205,3 +205,23 @@ def test_reflective_street_and_close_range_portrait(run, fixtures_dir, tiny_dept
     for r in frames["tokyo.mp4"] + frames["portrait.mp4"]:
         assert r["audit"]["reflection_mismatch"] is not None and r["audit"]["near_fraction"] is not None
         assert r["flags"]["transparent_reflective"] is not None and r["flags"]["close_range"] is not None
+
+
+def test_the_notebook_runs_on_a_manifest(enriched, monkeypatch):
+    """notebooks/explore_manifest.ipynb, cell by cell, in one namespace as a kernel would run it,
+    pointed at a manifest this module produced."""
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    notebook = Path(__file__).resolve().parents[2] / "notebooks" / "explore_manifest.ipynb"
+    cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    namespace: dict = {}
+    for i, cell in enumerate(cells):
+        source = "".join(cell["source"]).replace('OUTPUT = "../out/quickstart"', f"OUTPUT = {str(enriched)!r}")
+        exec(compile(source, f"{notebook.name}[{i}]", "exec"), namespace)
+    assert set(namespace["per_clip"].index) == {"sintel.mp4", "tiny.mp4", "one_frame.mp4", "black.mp4"}
+    assert namespace["per_clip"].loc["black.mp4", "exposure"] == 1.0
+    assert len(namespace["rows"]) == 4 and namespace["clips"]["status"].eq("ok").all()
