@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 
 from enrich import storage
 from enrich.errors import UsageError
-from enrich.manifest.commit import clips_file
+from enrich.manifest.commit import require_manifest
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -24,9 +24,7 @@ FORMATS = ("table", "csv", "json", "parquet")
 def datasets(output: str) -> dict[str, ds.Dataset]:
     """The manifest's tables as Arrow datasets (nothing is read yet)."""
     output = storage.normalize(output)
-    with storage.s3_errors(output):
-        if not storage.exists(clips_file(output)):
-            raise UsageError(f"{output} is not an enrich manifest (no clips/clips.parquet)")
+    require_manifest(output)
     fs, root = _filesystem(output)
     from enrich.manifest.schema import CLIPS, FRAMES
 

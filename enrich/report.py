@@ -2,8 +2,8 @@
 
 Flag rates over the catalogue and per clip, the flicker figures, and for each flag a few flagged
 frames: the stored thumbnail beside its colourised depth. Images are inlined (base64), so the file
-can be mailed or opened from a bucket. Only the small columns are read for the whole catalogue; the
-depth of the example frames is read from their clips' files alone.
+can be mailed or opened from a bucket. The manifest is read as Arrow datasets (`enrich.query`): the
+small columns for the whole catalogue, then thumbnails and depth of the example frames alone.
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from PIL import Image
 
 from enrich import storage
-from enrich.errors import UsageError
-from enrich.manifest import commit
-from enrich.manifest.schema import FLAG_NAMES, frames_file
+from enrich.manifest.schema import FLAG_NAMES
 from enrich.ops.visual import depth_rgb
+from enrich.query import datasets
 
 EXAMPLES_PER_FLAG = 4
 SCORE_OF_FLAG = {  # the score shown under an example, and which examples come first
@@ -37,16 +34,16 @@ SCORE_OF_FLAG = {  # the score shown under an example, and which examples come f
     "flow_inconsistent": ("fb_inconsistent_fraction", True),
 }
 SMALL_COLUMNS = ["clip_id", "frame_index", "timestamp_s", "segment", "flags", "audit"]
+IMAGE_COLUMNS = ["clip_id", "frame_index", "thumb_jpeg", "depth_png", "depth_scale", "depth_offset", "depth_kind"]
 
 
 def build_report(output: str) -> str:
-    clips = commit.read_clips(output)
-    if clips is None:
-        raise UsageError(f"{output} is not an enrich manifest (no clips/clips.parquet)")
-    clips = clips.to_pylist()
-    frames = _small_frames(output, [c["clip_id"] for c in clips if c["status"] == "ok"])
+    tables = datasets(output)  # the manifest's own schema: older files read with nulls for newer columns
+    clips = tables["clips"].to_table().sort_by("clip_id").to_pylist()
+    ok = [c["clip_id"] for c in clips if c["status"] == "ok"]
+    frames = tables["frames"].to_table(columns=SMALL_COLUMNS, filter=pc.field("clip_id").isin(ok)).to_pylist()
     counts = _flag_counts(frames)
-    examples = _examples(output, frames)
+    examples = _examples(tables["frames"], frames)
     return _page(output, clips, frames, counts, examples)
 
 
@@ -55,17 +52,6 @@ def write_report(output: str, target: str | None = None) -> str:
     target = target or storage.join(output, "report.html")
     storage.write_bytes(target, page.encode())
     return target
-
-
-def _small_frames(output: str, clip_ids: list[str]) -> list[dict]:
-    rows: list[dict] = []
-    for clip_id in clip_ids:
-        uri = frames_file(output, clip_id)
-        if storage.exists(uri):
-            table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
-            present = [c for c in SMALL_COLUMNS if c in table.column_names]  # older manifests lack the audits
-            rows.extend({c: None for c in SMALL_COLUMNS} | r for r in table.select(present).to_pylist())
-    return rows
 
 
 def _flag_counts(frames: list[dict]) -> dict[str, tuple[int, int]]:
@@ -77,7 +63,7 @@ def _flag_counts(frames: list[dict]) -> dict[str, tuple[int, int]]:
     return counts
 
 
-def _examples(output: str, frames: list[dict]) -> dict[str, list[dict]]:
+def _examples(frames_dataset, frames: list[dict]) -> dict[str, list[dict]]:
     picked: dict[str, list[dict]] = {}
     for name in FLAG_NAMES:
         score, high_first = SCORE_OF_FLAG[name]
@@ -100,9 +86,8 @@ def _examples(output: str, frames: list[dict]) -> dict[str, list[dict]]:
             wanted[f["clip_id"]].add(f["frame_index"])
     images = {}
     for clip_id, indices in wanted.items():
-        table = pq.read_table(io.BytesIO(storage.read_bytes(frames_file(output, clip_id))))
-        table = table.filter(pc.is_in(table["frame_index"], pa.array(sorted(indices), pa.int64())))
-        for r in table.to_pylist():
+        where = (pc.field("clip_id") == clip_id) & pc.field("frame_index").isin(sorted(indices))
+        for r in frames_dataset.to_table(columns=IMAGE_COLUMNS, filter=where).to_pylist():
             images[(clip_id, r["frame_index"])] = (r["thumb_jpeg"], _depth_thumb(r))
     for chosen in picked.values():
         for f in chosen:

@@ -16,14 +16,13 @@ from PIL import Image
 
 from enrich import storage
 from enrich.errors import UsageError
-from enrich.manifest.commit import read_clips
+from enrich.manifest.commit import require_manifest
 from enrich.manifest.schema import frames_file
 from enrich.ops import visual
 
 
 def frame_row(output: str, clip_id: str, frame_index: int) -> dict:
-    if read_clips(output) is None:
-        raise UsageError(f"{output} is not an enrich manifest (no clips/clips.parquet)")
+    require_manifest(output)
     uri = frames_file(output, clip_id)
     if not storage.exists(uri):
         raise UsageError(

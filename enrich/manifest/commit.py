@@ -43,7 +43,8 @@ def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None) 
             try:
                 table, figures = finish(table)
             except Exception as exc:  # the clip's rows are good: publish them as they are, and say why
-                figures = {"warning": f"{clip_id}: clip-level step failed, rows kept as computed ({type(exc).__name__}: {exc})"}
+                reason = f"{type(exc).__name__}: {exc}"
+                figures = {"warning": f"{clip_id}: clip-level step failed, rows kept as computed ({reason})"}
         storage.write_bytes(target, table_bytes(table, row_group_size=ROW_GROUP_FRAMES))
         rows = table.num_rows
     else:
@@ -54,6 +55,15 @@ def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None) 
 
 def clips_file(output: str) -> str:
     return storage.join(output, "clips", "clips.parquet")
+
+
+def require_manifest(output: str) -> None:
+    """UsageError (one line, exit 2) unless `output` holds an enrich manifest."""
+    from enrich.errors import UsageError
+
+    with storage.s3_errors(output):
+        if not storage.exists(clips_file(output)):
+            raise UsageError(f"{output} is not an enrich manifest (no clips/clips.parquet)")
 
 
 def read_clips(output: str) -> pa.Table | None:
