@@ -22,6 +22,7 @@ FORWARDED_ENV = (
     "AWS_PROFILE",
     "ENRICH_CACHE",
 )
+BLOCK_BYTES = 8 * 2**20  # Ray Data's target block size in a run: about 3 decoded 720p frames
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ def configure_data_context() -> None:
     # A worker that crashes (a decoder segfault on a hostile file) loses its block, not the run: the
     # clips it held are reported as failed by the driver, which sees their rows never arrived.
     ctx.max_errored_blocks = -1
+    # Blocks of a few frames, not Ray's 128 MiB (~46 decoded 720p frames): model batches are formed
+    # from several blocks anyway, and small blocks keep every actor of a pool busy to the end of the
+    # run and let encode, audit and write overlap the model.
+    ctx.target_max_block_size = BLOCK_BYTES
 
 
 def cluster_shape() -> ClusterShape:

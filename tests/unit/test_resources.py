@@ -44,8 +44,19 @@ def test_cpu_actors_leave_a_cpu_for_decoding_and_split_the_cores():
     stages = {"depth": (DepthConfig(), BATCH), "flow": (FlowConfig(), BATCH), "pose": (PoseConfig(), BATCH)}
     sizes = size_actors(stages, shape(cpus=2))
     assert all(s.cpus * 3 <= 1 + 1e-9 and s.threads == 1 and s.gpus == 0 for s in sizes.values())
-    one = size_actors({"depth": (DepthConfig(pool_size=2), BATCH)}, shape(cpus=2))["depth"]
-    assert one.cpus == 0.5 and one.threads == 1  # two actors on 2 CPUs: a CPU for the tasks, a core each
+    one = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=2))["depth"]
+    # alone, a stage gets a single-threaded actor per core; together they leave a CPU for the tasks
+    assert (one.pool, one.threads, one.cpus) == (2, 1, 0.5)
+    threaded = size_actors({"depth": (DepthConfig(threads=2), BATCH)}, shape(cpus=2))["depth"]
+    assert (threaded.pool, threaded.threads) == (1, 2)
+
+
+def test_cpu_actors_per_node_are_bounded_and_reserve_what_spreads_them():
+    big = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=32, nodes=2))["depth"]
+    assert (big.pool, big.threads) == (16, 2)  # 8 per node at most, splitting its 16 cores
+    assert 8 * big.cpus <= 16 and 9 * big.cpus > 16  # Ray can place no more than 8 on a node
+    two = size_actors({"depth": (DepthConfig(), BATCH), "pose": (PoseConfig(), BATCH)}, shape(cpus=8))
+    assert {n: (s.pool, s.threads) for n, s in two.items()} == {"depth": (4, 1), "pose": (4, 1)}
     with pytest.raises(UsageError, match="leave no CPU"):
         size_actors({"depth": (DepthConfig(gpus=1, pool_size=2), BATCH)}, shape(cpus=2, gpus=2))
 
