@@ -151,6 +151,11 @@ def known_keys() -> list[str]:
 
 def load_file(path: str) -> dict[str, Any]:
     """Read a YAML or TOML config into flat keys."""
+    return flatten(read_mapping(path), source=path)
+
+
+def read_mapping(path: str) -> dict[str, Any]:
+    """A YAML (or JSON) or TOML file holding a mapping, as it is written."""
     if not os.path.isfile(path):
         raise UsageError(f"config file not found: {path}")
     with open(path, "rb") as f:
@@ -167,7 +172,7 @@ def load_file(path: str) -> dict[str, Any]:
         raise UsageError(f"cannot parse config {path}: {first_line}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config {path} must be a mapping of keys to values")
-    return flatten(data, source=path)
+    return data
 
 
 def flatten(data: dict[str, Any], source: str) -> dict[str, Any]:

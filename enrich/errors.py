@@ -14,5 +14,9 @@ class UsageError(Exception):
     """A problem the user can fix; reported as one line, exit code 2."""
 
 
+class Busy(UsageError):
+    """OUTPUT is held by another run (see `enrich.lock`); a scheduled run skips instead of failing."""
+
+
 class ClipError(Exception):
     """A problem with one clip; recorded on its clips row, the run goes on."""

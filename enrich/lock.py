@@ -16,7 +16,7 @@ import time
 import uuid
 
 from enrich import storage
-from enrich.errors import UsageError
+from enrich.errors import Busy
 
 NAME = "_lock.json"  # a leading underscore: dataset readers skip it
 STALE_S = 15 * 60
@@ -55,7 +55,7 @@ class Lock:
             storage.delete(self.uri)  # its run died: take over (once)
         holder = self._holder() or {}
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(holder.get("started_at", 0)))
-        raise UsageError(
+        raise Busy(
             f"{self.uri} is held by another run (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
             f"{since}); wait for it to finish, or delete the lock if that run is gone"
         )

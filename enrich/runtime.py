@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 
 from enrich.errors import UsageError
@@ -74,6 +75,8 @@ def configure_data_context() -> None:
     # from several blocks anyway, and small blocks keep every actor of a pool busy to the end of the
     # run and let encode, audit and write overlap the model.
     ctx.target_max_block_size = BLOCK_BYTES
+    # A run of a single short clip cannot keep a whole pool busy; that is fine, and not worth a warning.
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
 
 
 def cluster_shape() -> ClusterShape:

@@ -1,5 +1,9 @@
 """Ray job entrypoint: `enrich run` on the cluster the job was submitted to.
 
+    enrich submit --address http://HEAD:8265 s3://bucket/clips s3://bucket/manifests --fps 2
+
+submits it (with this checkout's code and the options in a config file); by hand, from a checkout:
+
     ray job submit --address http://HEAD:8265 --working-dir . -- \
         python jobs/enrich_job.py s3://bucket/clips s3://bucket/manifests --fps 2
 

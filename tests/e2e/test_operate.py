@@ -45,3 +45,37 @@ def test_a_second_run_on_the_same_output_is_refused(run, small_input, tiny_depth
     code, _, stderr = run(small_input, out, "--depth-model", tiny_depth_model, "--max-frames-per-clip", 1)
     assert code == 0, stderr
     assert not (out / NAME).exists()  # released at the end
+
+
+def test_incremental_runs_redo_only_what_changed_including_the_model(run, small_input, tiny_depth_model, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model, out = tmp_path / "model", tmp_path / "out"
+    shutil.copytree(tiny_depth_model, model)
+    args = [small_input, out, "--depth-model", model, "--max-frames-per-clip", 1]
+    assert run(*args)[0] == 0
+    first = {r["clip_id"]: r for r in read_table(out / "frames").to_pylist()}
+
+    code, stdout, _ = run(*args, "--plan")  # nothing to do
+    assert stdout.splitlines()[0] == "plan: 0 to process, 2 up to date"
+
+    shutil.copy(small_input / "coaster.mp4", small_input / "added.mp4")  # one clip added
+    code, stdout, _ = run(*args, "--plan")
+    assert stdout.splitlines() == ["plan: 1 to process (1 new), 2 up to date", "  new      added.mp4"]
+    assert run(*args)[0] == 0
+
+    # The model changed: same folder, new weights (a fine-tune, say). Every clip is redone, its rows
+    # replaced (not added to), and each row names the new weights.
+    weights = load_file(model / "model.safetensors")
+    save_file({k: v + 0.05 for k, v in weights.items()}, model / "model.safetensors", metadata={"format": "pt"})
+    code, stdout, _ = run(*args, "--plan")
+    assert stdout.splitlines()[0] == "plan: 3 to process (3 config), 0 up to date"
+    assert run(*args)[0] == 0
+    frames = read_table(out / "frames").to_pylist()
+    assert sorted(r["clip_id"] for r in frames) == ["added.mp4", "aerial/field.mp4", "coaster.mp4"]
+    for clip_id, before in first.items():
+        after = next(r for r in frames if r["clip_id"] == clip_id)
+        assert after["depth_model"] != before["depth_model"] and after["depth_model"].startswith(str(model))
+        assert after["depth_png"] != before["depth_png"]
