@@ -21,6 +21,7 @@ from enrich.config import (
     build,
     load_file,
 )
+from enrich.submit import DEFAULT_ADDRESS
 
 _FORMS = "a hub id, a local save_pretrained folder or an s3:// prefix"
 STAGE_MODEL_FLAGS = {
@@ -47,6 +48,11 @@ STAGE_MODEL_FLAGS = {
 }
 
 
+# The options of `run` and `submit` that are not the run's config.
+RUN_ONLY = frozenset({"quiet", "plan", "if_idle"})
+SUBMIT_ONLY = frozenset({"address", "wait", "job_id", "scheduled", "runtime_env"})
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block
         print(f"enrich: error: {message} (see '{self.prog} --help')", file=sys.stderr)
@@ -64,86 +70,62 @@ def build_parser() -> argparse.ArgumentParser:
         "config and model are skipped.",
         epilog="exit codes: 0 all ok, 1 some clips failed, 2 could not run, 130 interrupted",
     )
-    run.add_argument("input", metavar="INPUT")
-    run.add_argument("output", metavar="OUTPUT")
-    s = argparse.SUPPRESS  # absent flags must not override the config file
-    run.add_argument("--config", default=None, help="YAML or TOML file with the same keys as these flags")
-    run.add_argument("--fps", type=float, default=s, help="frames sampled per second (default: every frame)")
-    run.add_argument("--max-frames-per-clip", type=int, default=s, help="keep the first N sampled frames")
-    run.add_argument("--address", default=s, help="existing Ray cluster (default: an embedded local Ray)")
-    run.add_argument("--force", action="store_true", default=s, help="redo every clip, even up-to-date ones")
+    run.add_argument(
+        "--address", default=argparse.SUPPRESS, help="existing Ray cluster (default: an embedded local Ray)"
+    )
     run.add_argument("--plan", action="store_true", help="print what would be processed, and why, then exit")
     run.add_argument(
-        "--retry-limit",
-        type=int,
-        default=s,
-        help="leave a clip alone after it failed this many times with the same content and config (default: 3)",
+        "--if-idle",
+        action="store_true",
+        help="when another run holds OUTPUT, exit 0 without doing anything (for schedulers)",
     )
-    run.add_argument(
-        "--stages",
-        default=s,
-        help=f"model stages to run, a comma-separated subset of {','.join(STAGES)} (default: depth)",
-    )
-    for name, models in STAGE_MODEL_FLAGS.items():
-        group = run.add_argument_group(f"{name} stage")
-        for flag, (dest, help_text) in models.items():
-            group.add_argument(flag, dest=dest, default=s, help=help_text)
-        group.add_argument(
-            f"--{name}-batch-size",
-            type=int,
-            default=s,
-            help="items per forward pass (default: small on CPU, large on GPU)",
-        )
-        group.add_argument(
-            f"--{name}-gpus", type=float, default=s, help="GPUs per actor; fractions share a GPU (default: see README)"
-        )
-        group.add_argument(
-            f"--{name}-pool-size", type=int, default=s, help="actors (default: enough for every GPU, 1 on CPU)"
-        )
-        if name != "flow":  # RAFT runs in fp32 only
-            group.add_argument(
-                f"--{name}-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)"
-            )
-        group.add_argument(
-            f"--{name}-threads",
-            type=int,
-            default=s,
-            help="torch threads per CPU actor (default: the node's cores / its CPU actors)",
-        )
-    run.add_argument("--flow-updates", dest="flow_updates", type=int, default=s, help="RAFT iterations (default: 12)")
-    run.add_argument(
-        "--detector-threshold",
-        dest="pose_detector_threshold",
-        type=float,
-        default=s,
-        help="minimum person score (default: 0.5)",
-    )
-    run.add_argument(
-        "--no-flow-backward",
-        dest="flow_backward",
-        action="store_false",
-        default=s,
-        help="skip the backward flow (halves RAFT's work; no flow_inconsistent audit)",
-    )
-    run.add_argument(
-        "--temporal",
-        dest="temporal_mode",
-        choices=("off", "align", "smooth"),
-        default=s,
-        help="temporal consistency of relative depth: off, align (default) or smooth",
-    )
-    run.add_argument(
-        "--temporal-sigma", dest="temporal_sigma", type=float, default=s, help="smooth: Gaussian sigma in frames (2)"
-    )
-    run.add_argument(
-        "--cut-threshold",
-        dest="temporal_cut_threshold",
-        type=float,
-        default=s,
-        help="scene cut: structural distance between consecutive frames, 0..1 (default: 0.15; README: Temporal consistency)",
-    )
+    add_run_options(run)
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     run.set_defaults(func=cmd_run)
+    submit = commands.add_parser(
+        "submit",
+        help="submit a run to a Ray cluster as a job, through its Jobs API",
+        description="Submit `enrich run INPUT OUTPUT [options]` as a Ray job. The options are checked here first; "
+        "the job runs this checkout's code with the cluster's own dependencies and credentials.",
+        epilog="exit codes: 0 submitted (with --wait: the run's own 0, 1 or 2), 2 not submitted, "
+        "130 the job was stopped or Ctrl-C while following it (the job goes on)",
+    )
+    submit.add_argument(
+        "--address", default=None, help=f"the head's Jobs API (default: $RAY_ADDRESS, {DEFAULT_ADDRESS})"
+    )
+    submit.add_argument("--wait", action="store_true", help="follow the job's logs and exit with its result")
+    submit.add_argument("--job-id", default=None, help="the job's id (default: one Ray makes up)")
+    submit.add_argument(
+        "--scheduled",
+        action="store_true",
+        help="run jobs/reenrich.py: exit 0 when another run holds OUTPUT, and refresh OUTPUT/report.html",
+    )
+    submit.add_argument(
+        "--runtime-env", default=None, help="YAML file of Ray runtime_env additions (pip, env_vars, ...)"
+    )
+    add_run_options(submit)
+    submit.set_defaults(func=cmd_submit)
+    jobs = commands.add_parser("jobs", help="list, inspect, follow or stop the enrich jobs of a Ray cluster")
+    job_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
+    for name, help_text in (
+        ("list", "the cluster's enrich jobs, oldest first"),
+        ("status", "one job's status, message and exit code"),
+        ("logs", "one job's logs so far (--follow: until it ends)"),
+        ("stop", "ask the cluster to stop a job"),
+    ):
+        sub = job_commands.add_parser(
+            name, help=help_text, epilog="exit codes: 0 ok, 2 cannot reach the cluster or no such job"
+        )
+        sub.add_argument(
+            "--address", default=None, help=f"the head's Jobs API (default: $RAY_ADDRESS, {DEFAULT_ADDRESS})"
+        )
+        if name == "list":
+            sub.add_argument("--all", action="store_true", help="every job of the cluster, not only enrich's")
+        else:
+            sub.add_argument("job_id", metavar="JOB_ID")
+        if name == "logs":
+            sub.add_argument("--follow", action="store_true", help="stream until the job ends; exit with its result")
+        sub.set_defaults(func=cmd_jobs)
     report = commands.add_parser(
         "report",
         help="write an HTML page of a manifest's flags, flicker figures and example frames",
@@ -180,6 +162,89 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the default and known checkpoints with their licences")
     models.set_defaults(func=cmd_models)
     return parser
+
+
+def add_run_options(run: argparse.ArgumentParser) -> None:
+    """INPUT, OUTPUT and every option of a run (shared by `run` and `submit`)."""
+    run.add_argument("input", metavar="INPUT")
+    run.add_argument("output", metavar="OUTPUT")
+    s = argparse.SUPPRESS  # absent flags must not override the config file
+    run.add_argument("--config", default=None, help="YAML or TOML file with the same keys as these flags")
+    run.add_argument("--fps", type=float, default=s, help="frames sampled per second (default: every frame)")
+    run.add_argument("--max-frames-per-clip", type=int, default=s, help="keep the first N sampled frames")
+    run.add_argument("--force", action="store_true", default=s, help="redo every clip, even up-to-date ones")
+    run.add_argument(
+        "--retry-limit",
+        type=int,
+        default=s,
+        help="leave a clip alone after it failed this many times with the same content and config (default: 3)",
+    )
+    run.add_argument(
+        "--stages",
+        default=s,
+        help=f"model stages to run, a comma-separated subset of {','.join(STAGES)} (default: depth)",
+    )
+    for name, models in STAGE_MODEL_FLAGS.items():
+        group = run.add_argument_group(f"{name} stage")
+        for flag, (dest, help_text) in models.items():
+            group.add_argument(flag, dest=dest, default=s, help=help_text)
+        group.add_argument(
+            f"--{name}-batch-size",
+            type=int,
+            default=s,
+            help="items per forward pass (default: small on CPU, large on GPU)",
+        )
+        group.add_argument(
+            f"--{name}-gpus", type=float, default=s, help="GPUs per actor; fractions share a GPU (default: see README)"
+        )
+        group.add_argument(
+            f"--{name}-pool-size",
+            type=int,
+            default=s,
+            help="actors (default: enough for every GPU; on CPU one per core the stage can use)",
+        )
+        if name != "flow":  # RAFT runs in fp32 only
+            group.add_argument(
+                f"--{name}-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)"
+            )
+        group.add_argument(
+            f"--{name}-threads",
+            type=int,
+            default=s,
+            help="torch threads per CPU actor (default: 1, more past 8 actors per node)",
+        )
+    run.add_argument("--flow-updates", dest="flow_updates", type=int, default=s, help="RAFT iterations (default: 12)")
+    run.add_argument(
+        "--detector-threshold",
+        dest="pose_detector_threshold",
+        type=float,
+        default=s,
+        help="minimum person score (default: 0.5)",
+    )
+    run.add_argument(
+        "--no-flow-backward",
+        dest="flow_backward",
+        action="store_false",
+        default=s,
+        help="skip the backward flow (halves RAFT's work; no flow_inconsistent audit)",
+    )
+    run.add_argument(
+        "--temporal",
+        dest="temporal_mode",
+        choices=("off", "align", "smooth"),
+        default=s,
+        help="temporal consistency of relative depth: off, align (default) or smooth",
+    )
+    run.add_argument(
+        "--temporal-sigma", dest="temporal_sigma", type=float, default=s, help="smooth: Gaussian sigma in frames (2)"
+    )
+    run.add_argument(
+        "--cut-threshold",
+        dest="temporal_cut_threshold",
+        type=float,
+        default=s,
+        help="scene cut: structural distance between consecutive frames, 0..1 (default: 0.15; README: Temporal consistency)",
+    )
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -225,12 +290,51 @@ def cmd_show(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def run_values(args: argparse.Namespace, own: frozenset[str]) -> dict:
+    """The run's flat keys: the config file's, updated by the flags given (not the command's `own`)."""
+    values = load_file(args.config) if args.config else {}
+    skip = {"command", "func", "config", *own}
+    values.update({k: v for k, v in vars(args).items() if k not in skip})
+    return values
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from enrich import submit
+
+    values = run_values(args, SUBMIT_ONLY)
+    address = submit.address_of(args.address)
+    job_id = submit.submit(values, address, args.scheduled, args.job_id, args.runtime_env)
+    print(job_id, flush=True)
+    if not args.wait:
+        print(f"follow it with: enrich jobs logs --follow {job_id} --address {address}", file=sys.stderr)
+        return errors.EXIT_OK
+    return submit.wait(address, job_id)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from enrich import submit
+
+    address = submit.address_of(args.address)
+    if args.jobs_command == "list":
+        lines = submit.list_lines(address, args.all)
+    elif args.jobs_command == "status":
+        lines = submit.status_lines(address, args.job_id)
+    elif args.jobs_command == "stop":
+        lines = [submit.stop(address, args.job_id)]
+    elif args.follow:
+        return submit.wait(address, args.job_id)
+    else:
+        sys.stdout.write(submit.logs(address, args.job_id))
+        return errors.EXIT_OK
+    for line in lines:
+        print(line)
+    return errors.EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from enrich import pipeline
 
-    values = load_file(args.config) if args.config else {}
-    skip = {"command", "func", "config", "quiet", "plan"}
-    values.update({k: v for k, v in vars(args).items() if k not in skip})
+    values = run_values(args, RUN_ONLY)
     cfg = build(values)
     unused = sorted(k for k in vars(args) if k.split("_")[0] in STAGES and k.split("_")[0] not in cfg.stages)
     if unused:  # a flag for a stage that will not run is almost always a forgotten --stages
@@ -243,7 +347,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(line)
         return errors.EXIT_OK
     log = (lambda message: None) if args.quiet else pipeline.stderr_log
-    prep = pipeline.prepare(cfg)
+    try:
+        prep = pipeline.prepare(cfg)
+    except errors.Busy as exc:
+        if not args.if_idle:
+            raise
+        print(f"enrich: skipped, nothing done: {exc}", file=sys.stderr)
+        return errors.EXIT_OK
     try:
         summary = pipeline.execute(prep, log=log)
     finally:

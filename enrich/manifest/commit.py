@@ -8,7 +8,7 @@ never both and never half. The clips table is one file, replaced atomically at c
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,7 +83,7 @@ def with_current_columns(table: pa.Table) -> pa.Table:
 
 def merge_clips(previous: pa.Table | None, rows: list[dict]) -> pa.Table:
     """Previous rows, with the clips of `rows` replaced; sorted by clip_id."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     new = pa.Table.from_pylist([{**r, "updated_at": now} for r in rows], schema=CLIPS)
     if previous is not None and previous.num_rows:
         previous = previous.select(CLIPS.names).cast(CLIPS)
