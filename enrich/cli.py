@@ -51,6 +51,7 @@ STAGE_MODEL_FLAGS = {
 # The options of `run` and `submit` that are not the run's config.
 RUN_ONLY = frozenset({"quiet", "plan", "if_idle"})
 SUBMIT_ONLY = frozenset({"address", "wait", "job_id", "scheduled", "runtime_env"})
+JOBS_EPILOG = "exit codes: 0 ok, 2 cannot reach the cluster or no such job; logs --follow: the job's run's own code"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -298,12 +299,28 @@ def run_values(args: argparse.Namespace, own: frozenset[str]) -> dict:
     return values
 
 
+def check_stage_flags(args: argparse.Namespace, stages: tuple[str, ...]) -> None:
+    """A flag for a stage that will not run is almost always a forgotten --stages."""
+    unused = sorted(k for k in vars(args) if k.split("_")[0] in STAGES and k.split("_")[0] not in stages)
+    if unused:
+        stage = unused[0].split("_")[0]
+        raise errors.UsageError(
+            f"{unused[0]} is an option of the {stage} stage, which is not in --stages ({','.join(stages)})"
+        )
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from enrich import submit
 
     values = run_values(args, SUBMIT_ONLY)
+    check_stage_flags(args, build(values).stages)
     address = submit.address_of(args.address)
-    job_id = submit.submit(values, address, args.scheduled, args.job_id, args.runtime_env)
+    try:
+        job_id = submit.submit(values, address, args.scheduled, args.job_id, args.runtime_env)
+    except KeyboardInterrupt:
+        print(f"enrich: interrupted; the job may have been submitted (enrich jobs list --address {address})",
+              file=sys.stderr)  # fmt: skip
+        return errors.EXIT_INTERRUPTED
     print(job_id, flush=True)
     if not args.wait:
         print(f"follow it with: enrich jobs logs --follow {job_id} --address {address}", file=sys.stderr)
@@ -334,14 +351,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from enrich import pipeline
 
-    values = run_values(args, RUN_ONLY)
-    cfg = build(values)
-    unused = sorted(k for k in vars(args) if k.split("_")[0] in STAGES and k.split("_")[0] not in cfg.stages)
-    if unused:  # a flag for a stage that will not run is almost always a forgotten --stages
-        stage = unused[0].split("_")[0]
-        raise errors.UsageError(
-            f"{unused[0]} is an option of the {stage} stage, which is not in --stages ({','.join(cfg.stages)})"
-        )
+    cfg = build(run_values(args, RUN_ONLY))
+    check_stage_flags(args, cfg.stages)
     if args.plan:
         for line in pipeline.prepare(cfg, plan_only=True).plan.lines():
             print(line)
@@ -363,14 +374,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return errors.EXIT_CLIPS_FAILED if summary.clips_failed else errors.EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
+def dispatch(argv: list[str] | None = None) -> int:
+    """Parse and run a command; a UsageError propagates (see `main`)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+def usage_error(exc: errors.UsageError) -> int:
+    print(f"enrich: error: {exc}", file=sys.stderr)
+    return errors.EXIT_CANNOT_RUN
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        return args.func(args)
+        return dispatch(argv)
     except errors.UsageError as exc:
-        print(f"enrich: error: {exc}", file=sys.stderr)
-        return errors.EXIT_CANNOT_RUN
+        return usage_error(exc)
     except KeyboardInterrupt:
         print("enrich: interrupted; finished clips are committed, run again to do the rest", file=sys.stderr)
         return errors.EXIT_INTERRUPTED

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -38,9 +39,9 @@ class StageConfig:
     model: str = ""
     batch_size: int | None = None  # items per forward pass; auto: per stage, small on CPU
     gpus: float | None = None  # GPUs per actor (fractions share a GPU); auto: see `enrich.resources`
-    pool_size: int | None = None  # actors; auto: enough to use every GPU, or 1 on CPU
+    pool_size: int | None = None  # actors; auto: see `enrich.resources`
     precision: str = "fp32"  # fp16/bf16 apply on CUDA only
-    threads: int | None = None  # torch threads per CPU actor; auto: the node's cores
+    threads: int | None = None  # torch threads per CPU actor; auto: see `enrich.resources`
 
     def output_fields(self) -> dict[str, Any]:
         """The fields that change what the stage writes (the rest only change speed)."""
@@ -163,6 +164,8 @@ def read_mapping(path: str) -> dict[str, Any]:
     try:
         if path.endswith(".toml"):
             data = tomllib.loads(raw.decode())
+        elif path.endswith(".json"):  # YAML would read 1e-05 as a string
+            data = json.loads(raw)
         else:
             import yaml
 
@@ -230,7 +233,10 @@ def _check(ok: bool, message: str) -> None:
 def _positive(value: Any, name: str, kind: type) -> None:
     if value is None:
         return
-    _check(isinstance(value, (int, float)) and not isinstance(value, bool), f"{name} must be a number, got {value!r}")
+    _check(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        f"{name} must be a finite number, got {value!r}",
+    )
     if kind is int:
         _check(float(value).is_integer(), f"{name} must be a whole number, got {value!r}")
     _check(value > 0, f"{name} must be > 0, got {value!r}")

@@ -42,8 +42,9 @@ def init_ray(address: str | None) -> None:
         return
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     try:
-        if not address and os.environ.get("RAY_ADDRESS"):  # inside a Ray job: its cluster, its runtime env
-            ray.init(**quiet)
+        in_job = os.environ.get("RAY_ADDRESS", "")  # a GCS address; an http:// one is a Jobs API, for `submit`
+        if not address and in_job and not in_job.startswith(("http://", "https://")):
+            ray.init(**quiet)  # inside a Ray job: its cluster, its runtime env
         elif address:
             import enrich
 
@@ -53,7 +54,13 @@ def init_ray(address: str | None) -> None:
         else:
             # Ray nices its workers to 15 by default; here the workers do all the heavy lifting, and a
             # niced model actor loses its threads to every small process, stalling each parallel op.
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _system_config={"worker_niceness": 0}, **quiet)
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                _system_config={"worker_niceness": 0},
+                **quiet,
+            )
     except Exception as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise UsageError(f"cannot start or join {where}: {str(exc).strip().splitlines()[0]}") from None

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -33,7 +34,7 @@ JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
 ENTRYPOINTS = {False: "enrich_job.py", True: "reenrich.py"}
 CONFIG_NAME = "enrich-run.json"
 METADATA_KEY = "enrich"  # marks the jobs `enrich jobs list` shows
-SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|API_KEY|PRIVATE_KEY", re.I)
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
@@ -90,7 +91,7 @@ def submit(values: dict, address: str, scheduled: bool, job_id: str | None, runt
 def runtime_env(path: str | None) -> dict:
     """The user's additions (pip, container, env_vars, ...), without credentials."""
     env = read_mapping(path) if path else {}
-    secrets = sorted(k for k in (env.get("env_vars") or {}) if k in SECRET_ENV)
+    secrets = sorted(k for k in (env.get("env_vars") or {}) if SECRET_NAME.search(str(k)))
     if secrets:
         raise UsageError(
             f"{path} puts {', '.join(secrets)} in the job's runtime environment, which the dashboard shows to "
@@ -121,16 +122,17 @@ def wait(address: str, job_id: str, out=sys.stdout) -> int:
             out.flush()
 
     try:
-        asyncio.run(follow())
+        try:
+            asyncio.run(follow())
+        except Exception as exc:  # the log stream broke off: the job's state still tells its result
+            print(f"enrich: lost the job's log stream ({_first_line(exc)}); waiting for its end", file=sys.stderr)
+        info = _info(api, job_id)
+        while str(info.status) not in DONE:  # logs can end a moment before the status does
+            time.sleep(1)
+            info = _info(api, job_id)
     except KeyboardInterrupt:
         print(f"enrich: stopped following; the job goes on (enrich jobs stop {job_id})", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
-    except Exception:  # the log stream broke off: the job's state still tells its result
-        pass
-    info = _info(api, job_id)
-    while str(info.status) not in DONE:  # logs can end a moment before the status does
-        time.sleep(1)
-        info = _info(api, job_id)
     return exit_code(info)
 
 
@@ -196,7 +198,9 @@ def _info(api, job_id: str):
     try:
         return api.get_job_info(job_id)
     except Exception as exc:
-        raise UsageError(f"no job {job_id!r} on this cluster ({_first_line(exc)})") from None
+        if "does not exist" in str(exc) or "not found" in str(exc).lower():
+            raise UsageError(f"no job {job_id!r} on this cluster") from None
+        raise UsageError(f"cannot get job {job_id!r}: {_first_line(exc)}") from None
 
 
 def _when(ms: int | None) -> str:

@@ -105,7 +105,9 @@ class EncodeFlow(Stage):
     outputs = ("flow_png",)
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        pngs = np.array([None] * len(batch[ERROR]), dtype=object)
+        # b"" (the writer stores null: no next frame), not None: a block whose rows all lack flow
+        # would otherwise get a column Ray types as float, which no longer merges with the others.
+        pngs = np.array([b""] * len(batch[ERROR]), dtype=object)
         for i in ok_rows(batch):
             if batch["flow"][i].size:
                 pngs[i] = encode_flow_png(batch["flow"][i])

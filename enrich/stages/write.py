@@ -19,6 +19,7 @@ from enrich import storage
 from enrich.manifest.schema import FRAMES, JSON_COLUMNS, MODEL_COLUMNS, clip_key
 from enrich.stages.base import ERROR, Stage, failed
 
+NULL_IF_EMPTY = ("flow_png",)  # the encoders write b"" for "none" (see `enrich.stages.flow.EncodeFlow`)
 SUMMARY_COLUMNS = (
     "clip_id",
     "clip_uri",
@@ -82,6 +83,8 @@ class WriteParts(Stage):
                 columns[name] = [None] * len(rows)
             elif name in JSON_COLUMNS:
                 columns[name] = [None if batch[name][i] is None else json.loads(batch[name][i]) for i in rows]
+            elif name in NULL_IF_EMPTY:
+                columns[name] = [batch[name][i] or None for i in rows]
             else:
                 columns[name] = [batch[name][i] for i in rows]
         table = pa.table(columns, schema=FRAMES)

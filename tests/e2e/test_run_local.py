@@ -127,7 +127,8 @@ def test_cpu_depth_actors_get_their_thread_count(ray_session, tiny_depth_model, 
     from enrich.config import build
     from enrich.runtime import ClusterShape
 
-    cfg = build({"input": str(small_input), "output": str(tmp_path / "o"), "depth_model": str(tiny_depth_model)})
+    cfg = build({"input": str(small_input), "output": str(tmp_path / "o"), "depth_model": str(tiny_depth_model),
+                 "depth_threads": 3})  # fmt: skip
     prep = pipeline.prepare(cfg)
     plans = pipeline.stage_plans(prep, ClusterShape(cpus=6, gpus=0, nodes=1, cpus_per_node=6), str(tmp_path / "s"))
     op = pipeline.build_dataset(prep.plan.todo, plans)._logical_plan.dag
@@ -136,4 +137,4 @@ def test_cpu_depth_actors_get_their_thread_count(ray_session, tiny_depth_model, 
         remote_args[op.name] = op.ray_remote_args
         op = op.input_dependencies[0]
     depth = remote_args["MapBatches(Depth)"]
-    assert depth["runtime_env"] == {"env_vars": {"OMP_NUM_THREADS": "6"}}
+    assert depth["runtime_env"] == {"env_vars": {"OMP_NUM_THREADS": "3"}}  # 2 actors of 3 threads on 6 cores

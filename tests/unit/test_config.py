@@ -35,7 +35,8 @@ def test_toml_and_flags_override(tmp_path):
         ({"max_frames_per_clip": 1.5}, "whole number"),
         ({"depth_precision": "fp8"}, "--depth-precision must be one of"),
         ({"depth_gpus": -1}, "--depth-gpus must be >= 0"),
-        ({"depth_batch_size": "x"}, "must be a number"),
+        ({"depth_batch_size": "x"}, "must be a finite number"),
+        ({"fps": float("inf")}, "--fps must be a finite number"),
     ],
 )
 def test_bad_values(values, message):

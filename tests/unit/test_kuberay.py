@@ -38,7 +38,7 @@ def test_cluster_has_an_autoscaling_gpu_group_and_a_dashboard():
     assert cluster["kind"] == "RayCluster" and cluster["spec"]["enableInTreeAutoscaling"] is True
     (gpu,) = cluster["spec"]["workerGroupSpecs"]
     limits = gpu["template"]["spec"]["containers"][0]["resources"]["limits"]
-    assert int(limits["nvidia.com/gpu"]) == 1 and gpu["minReplicas"] == 0 < gpu["maxReplicas"]
+    assert int(limits["nvidia.com/gpu"]) == 1 and 1 <= gpu["minReplicas"] < gpu["maxReplicas"]
     head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert {"containerPort": 8265, "name": "dashboard"} in head["ports"]
 
@@ -50,6 +50,9 @@ def test_jobs_run_real_entry_points_on_the_cluster(name, kind):
     spec = doc["spec"]["jobTemplate"] if kind == "RayCronJob" else doc["spec"]
     assert spec["clusterSelector"] == {"ray.io/cluster": manifest("raycluster.yaml")["metadata"]["name"]}
     check_entrypoint(spec["entrypoint"])
+    args = shlex.split(spec["entrypoint"])
+    assert spec["metadata"] == {"enrich": Path(args[1]).stem.replace("enrich_job", "run"), "input": args[2],
+                                "output": args[3]}  # fmt: skip
     if kind == "RayCronJob":
         assert "reenrich.py" in spec["entrypoint"] and len(doc["spec"]["schedule"].split()) == 5
 
