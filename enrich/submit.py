@@ -36,6 +36,7 @@ CONFIG_NAME = "enrich-run.json"
 METADATA_KEY = "enrich"  # marks the jobs `enrich jobs list` shows
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|API_KEY|PRIVATE_KEY", re.I)
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
+QUIET_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk", "ray._private.runtime_env")
 
 
 def address_of(flag: str | None) -> str:
@@ -53,7 +54,8 @@ def client(address: str):
         from ray.job_submission import JobSubmissionClient
     except ImportError:  # pragma: no cover - ray[default] is a dependency
         raise UsageError("the Jobs API client needs ray[default]: pip install 'ray[default]'") from None
-    logging.getLogger("ray.dashboard").setLevel(logging.WARNING)  # its upload and websocket chatter
+    for name in QUIET_LOGGERS:  # upload and websocket chatter; enrich prints what matters
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return JobSubmissionClient(address)
     except Exception as exc:
