@@ -54,7 +54,7 @@ def ray_head(s3_endpoint, cache_dir):
         _stop_running_jobs(address)  # job drivers run in sessions of their own, outside the group below
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=10)  # it may hang in its own SIGTERM handler; the group is killed below
         except subprocess.TimeoutExpired:
             pass
         try:
