@@ -51,6 +51,7 @@ STAGE_MODEL_FLAGS = {
 # The options of `run` and `submit` that are not the run's config.
 RUN_ONLY = frozenset({"quiet", "plan", "if_idle"})
 SUBMIT_ONLY = frozenset({"address", "wait", "job_id", "scheduled", "runtime_env"})
+JOBS_ADDRESS_HELP = f"the head's Jobs API (default: $RAY_ADDRESS when it is http://, else {DEFAULT_ADDRESS})"
 JOBS_EPILOG = "exit codes: 0 ok, 2 cannot reach the cluster or no such job; logs --follow: the job's run's own code"
 
 
@@ -91,9 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 submitted (with --wait: the run's own 0, 1 or 2), 2 not submitted, "
         "130 the job was stopped or Ctrl-C while following it (the job goes on)",
     )
-    submit.add_argument(
-        "--address", default=None, help=f"the head's Jobs API (default: $RAY_ADDRESS, {DEFAULT_ADDRESS})"
-    )
+    submit.add_argument("--address", default=None, help=JOBS_ADDRESS_HELP)
     submit.add_argument("--wait", action="store_true", help="follow the job's logs and exit with its result")
     submit.add_argument("--job-id", default=None, help="the job's id (default: one Ray makes up)")
     submit.add_argument(
@@ -114,12 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("logs", "one job's logs so far (--follow: until it ends)"),
         ("stop", "ask the cluster to stop a job"),
     ):
-        sub = job_commands.add_parser(
-            name, help=help_text, epilog="exit codes: 0 ok, 2 cannot reach the cluster or no such job"
-        )
-        sub.add_argument(
-            "--address", default=None, help=f"the head's Jobs API (default: $RAY_ADDRESS, {DEFAULT_ADDRESS})"
-        )
+        sub = job_commands.add_parser(name, help=help_text, epilog=JOBS_EPILOG)
+        sub.add_argument("--address", default=None, help=JOBS_ADDRESS_HELP)
         if name == "list":
             sub.add_argument("--all", action="store_true", help="every job of the cluster, not only enrich's")
         else:

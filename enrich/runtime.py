@@ -23,6 +23,13 @@ FORWARDED_ENV = (
     "AWS_PROFILE",
     "ENRICH_CACHE",
 )
+
+
+def is_jobs_api(address: str | None) -> bool:
+    """An http(s):// address is a head's Jobs API (for `enrich submit`), not a Ray cluster to join."""
+    return bool(address) and address.startswith(("http://", "https://"))
+
+
 BLOCK_BYTES = 8 * 2**20  # Ray Data's target block size in a run: about 3 decoded 720p frames
 
 
@@ -42,8 +49,8 @@ def init_ray(address: str | None) -> None:
         return
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     try:
-        in_job = os.environ.get("RAY_ADDRESS", "")  # a GCS address; an http:// one is a Jobs API, for `submit`
-        if not address and in_job and not in_job.startswith(("http://", "https://")):
+        in_job = os.environ.get("RAY_ADDRESS", "")  # a GCS address, set by Ray for a job's driver
+        if not address and in_job and not is_jobs_api(in_job):
             ray.init(**quiet)  # inside a Ray job: its cluster, its runtime env
         elif address:
             import enrich

@@ -28,6 +28,7 @@ from pathlib import Path
 from enrich import errors
 from enrich.config import build, read_mapping
 from enrich.errors import UsageError
+from enrich.runtime import is_jobs_api
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
@@ -41,10 +42,10 @@ QUIET_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.j
 
 def address_of(flag: str | None) -> str:
     """The Jobs API: --address, else Ray's own variables, else a head on this machine."""
-    if flag and not flag.startswith(("http://", "https://")):
+    if flag and not is_jobs_api(flag):
         raise UsageError(f"--address must be the head's Jobs API, http://HOST:8265, got {flag!r}")
     for value in (flag, os.environ.get("RAY_API_SERVER_ADDRESS"), os.environ.get("RAY_ADDRESS")):
-        if value and value.startswith(("http://", "https://")):
+        if is_jobs_api(value):
             return value.rstrip("/")
     return DEFAULT_ADDRESS
 
@@ -110,7 +111,7 @@ def _working_dir(entry: Path, options: dict):
     with tempfile.TemporaryDirectory(prefix="enrich-job-") as tmp:
         shutil.copy(entry, tmp)
         with open(os.path.join(tmp, CONFIG_NAME), "w") as f:
-            json.dump(options, f, indent=1, sort_keys=True)  # JSON is YAML: `enrich run --config` reads it
+            json.dump(options, f, indent=1, sort_keys=True)  # `enrich run --config` reads .json as JSON
         yield tmp
 
 
