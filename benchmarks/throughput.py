@@ -6,14 +6,14 @@
 
 Random weights of the real architectures at the real input sizes cost the same as real weights:
 Depth Anything V2 (ViT-S/B/L), RAFT large, ViTPose-B with an RT-DETR R50 detector.
-Prints each stage's model-only rate, the whole command's rate, the naive depth loop's (depth
-only), the ratios, and a per-stage breakdown measured in-process.
+Prints each stage's model-only rate (in-process, on frames already in memory), the whole `enrich
+run` command's rate and the naive depth loop's (`naive_depth.py`, depth only; both timed as whole
+commands, each a fresh Python process), the ratios, and a per-stage breakdown measured in-process.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import subprocess
 import sys
@@ -127,28 +127,15 @@ def end_to_end(
 
 
 def naive_loop(clips: list[Path], model_dir: str, fps: float, max_frames: int, out: str) -> tuple[float, int]:
-    """What a user would write: decode, pipeline() one frame at a time, PIL PNG, pandas Parquet."""
-    import decord
-    import pandas as pd
-    from PIL import Image
-    from transformers import pipeline
-
+    """What a user would write (`naive_depth.py`), timed like `enrich run`: as a whole command."""
+    script = Path(__file__).with_name("naive_depth.py")
+    cmd = [sys.executable, str(script), model_dir, out, str(fps), str(max_frames), *map(str, clips)]
     started = time.perf_counter()
-    pipe = pipeline("depth-estimation", model=model_dir, device=0 if _cuda() else -1)
-    rows = []
-    for clip in clips:
-        reader = decord.VideoReader(str(clip))
-        step = max(1, round(reader.get_avg_fps() / fps))
-        for index in list(range(0, len(reader), step))[:max_frames]:
-            frame = reader[index].asnumpy()
-            depth = pipe(Image.fromarray(frame))["predicted_depth"].numpy()
-            lo, hi = float(depth.min()), float(depth.max())
-            codes = ((depth - lo) / max(hi - lo, 1e-12) * 65535).round().astype(np.uint16)
-            buffer = io.BytesIO()
-            Image.fromarray(codes).save(buffer, format="PNG")
-            rows.append({"clip": clip.name, "frame_index": index, "depth_png": buffer.getvalue(), "lo": lo, "hi": hi})
-    pd.DataFrame(rows).to_parquet(os.path.join(out, "naive.parquet"))
-    return time.perf_counter() - started, len(rows)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"naive loop failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return seconds, int(proc.stdout.strip().splitlines()[-1])
 
 
 def _cuda() -> bool:

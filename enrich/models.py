@@ -20,7 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -65,13 +65,17 @@ def node_lock(name: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def resolve(spec: str, random_builders: dict[str, Callable[[str], None]]) -> ModelRef:
-    """Check a spec on the driver and pin its revision. Raises UsageError with one line."""
+def resolve(spec: str, random_names: Collection[str]) -> ModelRef:
+    """Check a spec on the driver and pin its revision. Raises UsageError with one line.
+
+    `random_names`: the smoke models the stage can build (`random:NAME`), named without importing
+    the model code, which would cost the driver seconds of torch import before anything starts.
+    """
     if spec.startswith("random:"):
         name = spec[len("random:") :]
-        if name not in random_builders:
+        if name not in random_names:
             raise UsageError(
-                f"unknown smoke model {spec!r} (known: {', '.join('random:' + n for n in random_builders)})"
+                f"unknown smoke model {spec!r} (known: {', '.join('random:' + n for n in random_names)})"
             )
         return ModelRef(spec, "random", name, f"seed{RANDOM_SEED}")
     if storage.is_s3(spec):

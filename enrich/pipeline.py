@@ -32,7 +32,15 @@ from enrich.manifest import commit
 from enrich.models import ModelRef
 from enrich.plan import Plan, make_plan
 from enrich.resources import size_actors
-from enrich.runtime import ClusterShape, cluster_shape, init_ray
+from enrich.runtime import (
+    BLOCK_BYTES,
+    CPU_MODEL_BLOCK_BYTES,
+    SUPPORT_NICE,
+    ClusterShape,
+    cluster_shape,
+    init_ray,
+    set_block_bytes,
+)
 from enrich.stages import model_stage
 from enrich.stages.audit import Audit
 from enrich.stages.base import ModelStage, StagePlan
@@ -165,6 +173,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     cfg = prep.cfg
     stages = {name: model_stage(name) for name in cfg.stages}
     sizing = _sizing(cfg, stages, shape)
+    nice = support_nice(sizing)
     pairs = any(s.reads_pairs for s in stages.values())
     # A decoder that crashes its worker is retried twice, then its clip is reported failed
     # (Ray's default is to retry forever). This also keeps decoding out of the model actors.
@@ -173,6 +182,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
             Decode,
             dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs),
             batch_size=1,
+            nice=nice,
             remote_args={"max_retries": 2},
         )
     ]
@@ -187,6 +197,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
                 stage.actor,
                 kwargs,
                 actors=size.pool,
+                calls=size.calls,
                 num_cpus=size.cpus,
                 num_gpus=size.gpus,
                 batch_size=size.batch_size,
@@ -194,14 +205,23 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
             )
         )
         if stage.encoder:
-            plans.append(StagePlan(stage.encoder, batch_size=8))
-    plans.append(StagePlan(Audit, dict(cfg=cfg.audit), batch_size=8))
+            plans.append(StagePlan(stage.encoder, batch_size=8, nice=nice))
+    plans.append(StagePlan(Audit, dict(cfg=cfg.audit), batch_size=8, nice=nice))
     ids = prep.model_ids
     constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}
     constants.update({f"{name}_model": ids.get(name) for name in STAGES})
-    # Small write batches: a clip commits as soon as its rows are staged, not when 32 rows pile up.
-    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), num_cpus=0.5, batch_size=8))
+    # The encoders, audit and write take the same resources and batch size, so Ray Data fuses them
+    # into one task per 8 rows: encoded outputs never round-trip through the object store, and each
+    # clip's rows are staged (and the clip committed) as the model finishes them. A separate write
+    # operator with its own CPU reservation was starved until the model stages were done.
+    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), batch_size=8, nice=nice))
     return with_drops(plans)
+
+
+def support_nice(sizing: dict) -> int:
+    """The CPU tasks give way to model actors that run on CPUs (`enrich.runtime.yield_to_models`);
+    next to GPU actors they keep their priority, as they may be what keeps a GPU fed."""
+    return SUPPORT_NICE if any(size.threads for size in sizing.values()) else 0
 
 
 def _sizing(cfg: RunConfig, stages: dict[str, ModelStage], shape: ClusterShape):
@@ -221,15 +241,23 @@ def with_drops(plans: list[StagePlan]) -> list[StagePlan]:
 def build_dataset(clips: list[Clip], plans: list[StagePlan]):
     import ray
 
+    cpu_models = any(p.actors and not p.num_gpus for p in plans)
+    set_block_bytes(CPU_MODEL_BLOCK_BYTES if cpu_models else BLOCK_BYTES)
     items = [{"clip_id": c.clip_id, "clip_uri": c.clip_uri} for c in clips]
     # One clip per block: a worker that crashes takes only its own clip down.
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 100_000)))
     for p in plans:
         if p.actors:  # the class itself: Ray constructs it once per actor (loading the model there)
             fn = p.stage
-            extra = dict(compute=ray.data.ActorPoolStrategy(size=p.actors), fn_constructor_kwargs=p.kwargs)
+            # Concurrent calls run the model in threads at once (torch releases the GIL in its kernels).
+            threads = (
+                dict(max_concurrent_calls_per_actor=p.calls, enable_true_multi_threading=True) if p.calls > 1 else {}
+            )
+            pool = ray.data.ActorPoolStrategy(size=p.actors, **threads)
+            extra = dict(compute=pool, fn_constructor_kwargs=p.kwargs)
         else:  # a cheap instance, shipped to stateless tasks
             fn, extra = p.stage(**p.kwargs), {}
+            fn.nice = p.nice
         with warnings.catch_warnings():  # max_retries has no named parameter yet (Ray 2.60)
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
             ds = ds.map_batches(
@@ -288,6 +316,7 @@ def execute(prep: Prepared, log=print) -> RunSummary:
     init_ray(cfg.address)
     staging = storage.join(cfg.output, "_staging", prep.run_id)
     plans = stage_plans(prep, cluster_shape(), staging)
+    nice = max(p.nice for p in plans)  # commits are CPU tasks too
     for p in plans:
         log(f"stage {p.describe()}")
     by_id = {c.clip_id: c for c in prep.plan.todo}
@@ -309,7 +338,7 @@ def execute(prep: Prepared, log=print) -> RunSummary:
             finished_rows.append(clip_row(by_id[clip_id], tracker.clips.get(clip_id), prep, n, error, figures))
 
     def finish(clip_id: str, error: str | None) -> None:
-        ref = committer.remote(cfg.output, staging, clip_id, error is None, finish_clip)
+        ref = committer.remote(cfg.output, staging, clip_id, error is None, finish_clip, nice)
         pending[ref] = (clip_id, error)
 
     last_progress = last_checkpoint = time.monotonic()

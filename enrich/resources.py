@@ -27,15 +27,16 @@ from enrich.config import StageConfig
 from enrich.errors import UsageError
 from enrich.runtime import ClusterShape
 
-MAX_CPU_ACTORS_PER_NODE = 8  # per stage: each holds its own copy of the model in memory
+MAX_CPU_REPLICAS_PER_NODE = 8  # concurrent calls per stage per node
 
 
 @dataclass(frozen=True)
 class ActorSizing:
-    pool: int
+    pool: int  # actors
+    calls: int  # concurrent calls per actor, each a replica of `threads` torch threads (1 on GPU)
     gpus: float
-    cpus: float
-    threads: int | None  # torch threads per actor (CPU actors)
+    cpus: float  # per actor
+    threads: int | None  # torch threads per call (CPU actors)
     batch_size: int
 
 
@@ -50,31 +51,34 @@ def size_actors(stages: dict[str, tuple[StageConfig, dict[str, int]]], shape: Cl
     sets = max(1, int((shape.gpus - fixed) / free + 1e-9)) if free else 0
     cpu_stages = [n for n in stages if not on_gpu[n]]
     cores = shape.cpus_per_node // max(1, len(cpu_stages))  # each CPU stage's share of a node
-    pools = {
-        n: c.pool_size or (sets if on_gpu[n] else _cpu_actors_per_node(cores, c.threads) * shape.nodes)
-        for n, (c, _) in stages.items()
-    }
+    pools, calls = {}, {}
+    for n, (c, _) in stages.items():
+        if on_gpu[n] or c.pool_size:
+            pools[n], calls[n] = c.pool_size or sets, 1
+        else:
+            pools[n], calls[n] = shape.nodes, _cpu_replicas_per_node(cores, c.threads)
     wanted = sum(pools[n] * g for n, g in gpus.items())
     if wanted > shape.gpus + 1e-9:
         detail = ", ".join(f"{n} {pools[n]} x {g:.2g}" for n, g in gpus.items())
         raise UsageError(f"the actor pools want {wanted:.3g} GPUs ({detail}) but the cluster has {shape.gpus:g}")
 
     gpu_actors = sum(pools[n] for n in gpus)
-    cpu_actors = sum(pools[n] for n in cpu_stages)
-    # CPU actors run side by side, so the ones on a node split its cores.
-    per_node = math.ceil(cpu_actors / max(1, shape.nodes)) if cpu_actors else 1
+    replicas = sum(pools[n] * calls[n] for n in cpu_stages)
+    # CPU replicas run side by side, so the ones on a node split its cores.
+    per_node = math.ceil(replicas / max(1, shape.nodes)) if replicas else 1
     threads = max(1, shape.cpus_per_node // per_node)
-    cpu_share = min(threads, max(0.1, (shape.cpus - 1 - gpu_actors) / cpu_actors)) if cpu_actors else 1.0
-    if shape.cpus - gpu_actors - cpu_actors * cpu_share < 1 - 1e-9:
+    share = min(threads, max(0.1, (shape.cpus - 1 - gpu_actors) / replicas)) if replicas else 1.0
+    if shape.cpus - gpu_actors - replicas * share < 1 - 1e-9:
         raise UsageError(
-            f"the actor pools ({gpu_actors + cpu_actors} actors) leave no CPU for decoding on a cluster "
-            f"with {shape.cpus:g} CPUs; use smaller --STAGE-pool-size values"
+            f"the actor pools ({gpu_actors} GPU actors, {replicas} CPU replicas) leave no CPU for decoding on a "
+            f"cluster with {shape.cpus:g} CPUs; use smaller --STAGE-pool-size values"
         )
     return {
         name: ActorSizing(
             pool=pools[name],
+            calls=calls[name],
             gpus=gpus.get(name, 0.0),
-            cpus=1.0 if on_gpu[name] else cpu_share,
+            cpus=1.0 if on_gpu[name] else share * calls[name],
             threads=None if on_gpu[name] else (cfg.threads or threads),
             batch_size=cfg.batch_size or default["gpu" if on_gpu[name] else "cpu"],
         )
@@ -82,9 +86,9 @@ def size_actors(stages: dict[str, tuple[StageConfig, dict[str, int]]], shape: Cl
     }
 
 
-def _cpu_actors_per_node(cores: int, threads: int | None) -> int:
-    """A CPU stage's actors on one node: one per `threads` of its cores (1 by default), within bounds."""
-    return max(1, min(MAX_CPU_ACTORS_PER_NODE, cores // (threads or 1)))
+def _cpu_replicas_per_node(cores: int, threads: int | None) -> int:
+    """A CPU stage's replicas on one node: one per `threads` of its cores (1 by default), within bounds."""
+    return max(1, min(MAX_CPU_REPLICAS_PER_NODE, cores // (threads or 1)))
 
 
 def _gpu_fractions(stages: dict[str, tuple[StageConfig, dict[str, int]]], on_gpu: dict[str, bool]) -> dict[str, float]:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from enrich import storage
 from enrich.manifest.schema import CLIPS, FRAMES, clip_key, frames_file
+from enrich.runtime import yield_to_models
 
 ROW_GROUP_FRAMES = 32  # keeps reads of a few frames from pulling a whole clip
 
@@ -26,11 +27,13 @@ def table_bytes(table: pa.Table, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None) -> tuple[int, dict]:
+def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None, nice: int = 0) -> tuple[int, dict]:
     """Publish a finished clip (or withdraw a failed one's old rows).
 
     `finish(table) -> (table, figures)` sees the clip's rows whole and in frame order before they
-    are published (`enrich.stages.temporal`). Returns the rows published and those figures."""
+    are published (`enrich.stages.temporal`). Returns the rows published and those figures. `nice`:
+    see `enrich.runtime.yield_to_models`."""
+    yield_to_models(nice)
     parts_prefix = storage.join(staging, clip_key(clip_id))
     parts = storage.list_uris(parts_prefix)
     target = frames_file(output, clip_id)

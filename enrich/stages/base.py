@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from enrich.runtime import yield_to_models
+
 ERROR = "error"  # per-row failure reason, "" when the row is fine (never null: Arrow would type it double)
 
 
@@ -24,15 +26,19 @@ class StagePlan:
     stage: type
     kwargs: dict[str, Any] = field(default_factory=dict)
     actors: int | None = None  # None: a pool of Ray tasks; N: a pool of N actors holding a model
+    calls: int = 1  # concurrent calls per actor, in threads sharing its model (CPU replicas)
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     batch_size: int | None = None
+    nice: int = 0  # tasks only: the niceness their threads take (`enrich.runtime.yield_to_models`)
     remote_args: dict[str, Any] = field(default_factory=dict)  # extra Ray options, e.g. max_retries
     env: dict[str, str] = field(default_factory=dict)  # environment of the stage's workers
 
     def describe(self) -> str:
         s = self.stage
         pool = f"{self.actors} actor(s)" if self.actors else "tasks"
+        if self.calls > 1:
+            pool += f" x {self.calls} concurrent calls"
         gpu = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
         batch = f", batch {self.batch_size}" if self.batch_size else ""
         io = f"reads {', '.join(s.inputs)} -> writes {', '.join(s.outputs)}"
@@ -48,6 +54,7 @@ class Stage:
     name: ClassVar[str]
     inputs: ClassVar[tuple[str, ...]]
     outputs: ClassVar[tuple[str, ...]]
+    nice: int = 0  # set by the pipeline on task stages that should give way to model actors
 
     def __init__(self, drop: Sequence[str] = ()):
         self.drop = tuple(drop)
@@ -56,6 +63,7 @@ class Stage:
         raise NotImplementedError
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        yield_to_models(self.nice)
         out = self.process(batch)
         return {k: v for k, v in out.items() if k not in self.drop}
 

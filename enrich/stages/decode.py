@@ -18,6 +18,7 @@ import numpy as np
 from enrich import storage
 from enrich.errors import ClipError
 from enrich.ops import video
+from enrich.runtime import yield_to_models
 from enrich.stages.base import ERROR, Stage, column
 
 CLIP_COLUMNS = ("clip_id", "clip_uri")
@@ -35,6 +36,7 @@ class Decode(Stage):
         self.fps, self.max_frames, self.chunk, self.pairs = fps, max_frames, chunk, pairs
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        yield_to_models(self.nice)
         for clip_id, uri in zip(batch["clip_id"], batch["clip_uri"]):
             yield from self.decode_clip(str(clip_id), str(uri))
 

@@ -18,6 +18,11 @@ from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, predic
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 16}
 
 
+# The smoke models `enrich.ops.depth` builds (real architectures, random weights), named here so
+# that resolving a spec on the driver does not import torch.
+RANDOM_MODELS = ("depth-anything-v2-small", "depth-anything-v2-base", "depth-anything-v2-large")
+
+
 def _ops():
     """The model code, imported only where a model runs: the encoder's workers skip torch (~3 s)."""
     from enrich.ops import depth
@@ -71,7 +76,7 @@ STAGE = ModelStage(
     name="depth",
     actor=Depth,
     encoder=EncodeDepth,
-    resolve=lambda cfg: {"model": resolve(cfg.model, _ops().RANDOM_BUILDERS)},
+    resolve=lambda cfg: {"model": resolve(cfg.model, RANDOM_MODELS)},
     check=_check,
     actor_kwargs=lambda cfg, refs: dict(model=refs["model"], precision=cfg.precision),
     default_batch=DEFAULT_BATCH_SIZE,

@@ -17,6 +17,10 @@ from enrich.stages.base import ERROR, ModelStage, Stage, ok_rows, predict_rows, 
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 8}
 
 
+# The smoke models `enrich.ops.pose` builds, named here so that resolving does not import torch.
+RANDOM_MODELS = ("vitpose-tiny", "vitpose-base", "rtdetr-tiny", "rtdetr-r50")
+
+
 def _ops():
     """The model code, imported only where a model runs (torch takes ~3 s to import)."""
     from enrich.ops import pose
@@ -69,8 +73,8 @@ STAGE = ModelStage(
     actor=Pose,
     encoder=None,
     resolve=lambda cfg: {
-        "model": resolve(cfg.model, _ops().RANDOM_BUILDERS),
-        "detector": resolve(cfg.detector_model, _ops().RANDOM_BUILDERS),
+        "model": resolve(cfg.model, RANDOM_MODELS),
+        "detector": resolve(cfg.detector_model, RANDOM_MODELS),
     },
     check=_check,
     actor_kwargs=lambda cfg, refs: dict(

@@ -19,3 +19,21 @@ def test_stage_module_does_not_import_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False", f"importing {module} imports torch"
+
+
+def test_resolving_a_smoke_model_does_not_import_torch_and_names_what_ops_build():
+    """The driver resolves specs before anything starts; the names must match the builders."""
+    code = (
+        "import sys; from enrich.stages import model_stage; from enrich.config import DepthConfig, PoseConfig\n"
+        "model_stage('depth').resolve(DepthConfig(model='random:depth-anything-v2-small'))\n"
+        "model_stage('pose').resolve(PoseConfig(model='random:vitpose-tiny', detector_model='random:rtdetr-tiny'))\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+    from enrich.ops import depth, pose
+    from enrich.stages import depth as depth_stage, pose as pose_stage
+
+    assert set(depth_stage.RANDOM_MODELS) == set(depth.RANDOM_BUILDERS)
+    assert set(pose_stage.RANDOM_MODELS) == set(pose.RANDOM_BUILDERS)

@@ -43,22 +43,53 @@ def test_explicit_gpu_fractions_leave_the_rest_to_the_others_and_overcommit_fail
 def test_cpu_actors_leave_a_cpu_for_decoding_and_split_the_cores():
     stages = {"depth": (DepthConfig(), BATCH), "flow": (FlowConfig(), BATCH), "pose": (PoseConfig(), BATCH)}
     sizes = size_actors(stages, shape(cpus=2))
-    assert all(s.cpus * 3 <= 1 + 1e-9 and s.threads == 1 and s.gpus == 0 for s in sizes.values())
+    assert all(s.cpus * 3 <= 1 + 1e-9 and (s.pool, s.calls, s.threads, s.gpus) == (1, 1, 1, 0) for s in sizes.values())
     one = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=2))["depth"]
-    # alone, a stage gets a single-threaded actor per core; together they leave a CPU for the tasks
-    assert (one.pool, one.threads, one.cpus) == (2, 1, 0.5)
+    # alone, a stage gets one actor running a single-threaded call per core; it leaves a CPU for the tasks
+    assert (one.pool, one.calls, one.threads, one.cpus) == (1, 2, 1, 1.0)
     threaded = size_actors({"depth": (DepthConfig(threads=2), BATCH)}, shape(cpus=2))["depth"]
-    assert (threaded.pool, threaded.threads) == (1, 2)
+    assert (threaded.pool, threaded.calls, threaded.threads) == (1, 1, 2)
+    # an explicit pool size on CPU: that many single-call actors, as before replicas existed
+    pooled = size_actors({"depth": (DepthConfig(pool_size=2), BATCH)}, shape(cpus=2))["depth"]
+    assert (pooled.pool, pooled.calls, pooled.threads, pooled.cpus) == (2, 1, 1, 0.5)
 
 
-def test_cpu_actors_per_node_are_bounded_and_reserve_what_spreads_them():
+def test_cpu_replicas_per_node_are_bounded_and_one_actor_fills_a_node():
     big = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=32, nodes=2))["depth"]
-    assert (big.pool, big.threads) == (16, 2)  # 8 per node at most, splitting its 16 cores
-    assert 8 * big.cpus <= 16 and 9 * big.cpus > 16  # Ray can place no more than 8 on a node
+    assert (big.pool, big.calls, big.threads) == (2, 8, 2)  # 8 replicas per node at most, splitting its 16 cores
+    assert 16 / 2 < big.cpus <= 16  # one actor per node: two do not fit on one
     two = size_actors({"depth": (DepthConfig(), BATCH), "pose": (PoseConfig(), BATCH)}, shape(cpus=8))
-    assert {n: (s.pool, s.threads) for n, s in two.items()} == {"depth": (4, 1), "pose": (4, 1)}
+    assert {n: (s.pool, s.calls, s.threads) for n, s in two.items()} == {"depth": (1, 4, 1), "pose": (1, 4, 1)}
+    assert sum(s.cpus for s in two.values()) <= 8 - 1  # a CPU stays free for the tasks
     with pytest.raises(UsageError, match="leave no CPU"):
         size_actors({"depth": (DepthConfig(gpus=1, pool_size=2), BATCH)}, shape(cpus=2, gpus=2))
+
+
+def test_support_tasks_yield_to_cpu_models_in_their_own_thread_only():
+    import os
+    import threading
+
+    from enrich.pipeline import support_nice
+    from enrich.runtime import SUPPORT_NICE, yield_to_models
+
+    on_cpu = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=2))
+    on_gpu = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=8, gpus=1))
+    assert (support_nice(on_cpu), support_nice(on_gpu)) == (SUPPORT_NICE, 0)
+
+    seen = {}
+
+    def task(nice_before: int) -> None:
+        os.setpriority(os.PRIO_PROCESS, 0, nice_before)
+        yield_to_models(SUPPORT_NICE)
+        seen[nice_before] = os.getpriority(os.PRIO_PROCESS, 0)
+
+    main = os.getpriority(os.PRIO_PROCESS, 0)
+    for before in (main, 15):  # raised to SUPPORT_NICE, never lowered (that would need privileges)
+        thread = threading.Thread(target=task, args=(before,))
+        thread.start()
+        thread.join()
+    assert seen == {main: max(main, SUPPORT_NICE), 15: 15}
+    assert os.getpriority(os.PRIO_PROCESS, 0) == main  # Linux: a thread's nice value is its own
 
 
 def test_each_stage_drops_what_no_later_stage_reads():
