@@ -8,6 +8,7 @@ rest of its batch goes on.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -141,6 +142,20 @@ def predict_rows(
         else:
             failures[i] = f"{stage}: {err}"
     return values, failures
+
+
+class PerThread:
+    """One instance per calling thread, made on its first call: a model whose forward pass keeps
+    state on its modules (torchvision's RAFT stores its correlation pyramid on one) cannot serve
+    an actor's concurrent calls from a single copy. Depth Anything can, and shares one."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory, self._local = factory, threading.local()
+
+    def get(self) -> Any:
+        if not hasattr(self._local, "value"):
+            self._local.value = self._factory()
+        return self._local.value
 
 
 def use_threads(threads: int | None) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from enrich.errors import UsageError
 from enrich.models import ModelRef, materialize, resolve_file
 from enrich.ops.flowpng import encode_flow_png
-from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, predict_rows, use_threads
+from enrich.stages.base import ERROR, ModelStage, PerThread, Stage, column, ok_rows, predict_rows, use_threads
 
 # RAFT's correlation volume grows as (H*W/64)^2 per pair: about 5.7 GB at 1080p in fp32.
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 2}
@@ -74,7 +74,9 @@ class Flow(Stage):
     def __init__(self, model: ModelRef, updates: int = 12, backward: bool = True, threads: int | None = None, drop=()):
         super().__init__(drop)
         use_threads(threads)
-        self.estimator = _ops().FlowEstimator(*arch_and_weights(model), num_updates=updates)
+        weights = arch_and_weights(model)
+        self.estimator = PerThread(lambda: _ops().FlowEstimator(*weights, num_updates=updates))
+        self.estimator.get()  # load (and fail) at actor start, not on the first frame
         self.backward = backward
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -92,10 +94,11 @@ class Flow(Stage):
     def _predict(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(forward, backward) per pair. The backward pass is a second batch of the same size, so
         memory per batch does not grow with it."""
-        forward = self.estimator.predict(pairs)
+        estimator = self.estimator.get()
+        forward = estimator.predict(pairs)
         if not self.backward:
             return [(f, np.zeros((0, 0, 2), dtype=np.float32)) for f in forward]
-        backward = self.estimator.predict([(b, a) for a, b in pairs])
+        backward = estimator.predict([(b, a) for a, b in pairs])
         return list(zip(forward, backward, strict=True))
 
 

@@ -12,7 +12,7 @@ import json
 import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
-from enrich.stages.base import ERROR, ModelStage, Stage, ok_rows, predict_rows, use_threads
+from enrich.stages.base import ERROR, ModelStage, PerThread, Stage, ok_rows, predict_rows, use_threads
 
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 8}
 
@@ -45,17 +45,15 @@ class Pose(Stage):
         super().__init__(drop)
         use_threads(threads)
         ops = _ops()
-        self.estimator = ops.PoseEstimator(
-            materialize(model, ops.RANDOM_BUILDERS),
-            materialize(detector, ops.RANDOM_BUILDERS),
-            threshold=threshold,
-            precision=precision,
-        )
+        folders = materialize(model, ops.RANDOM_BUILDERS), materialize(detector, ops.RANDOM_BUILDERS)
+        # A copy per concurrent call: two transformers models, not checked for state kept between calls.
+        self.estimator = PerThread(lambda: ops.PoseEstimator(*folders, threshold=threshold, precision=precision))
+        self.estimator.get()  # load (and fail) at actor start, not on the first frame
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = ok_rows(batch)
         people, failures = predict_rows(
-            batch, rows, self.estimator.predict, [batch["frame"][i] for i in rows], None, "pose"
+            batch, rows, self.estimator.get().predict, [batch["frame"][i] for i in rows], None, "pose"
         )
         pose = np.array([None if found is None else json.dumps(found) for found in people], dtype=object)
         return {**batch, "pose": pose, ERROR: failures}

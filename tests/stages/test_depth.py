@@ -35,6 +35,37 @@ def test_batched_mixed_sizes_equal_pipeline(tiny_depth_model, frames):
         np.testing.assert_allclose(depth, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
 
 
+def test_one_estimator_serves_concurrent_calls(tiny_depth_model, frames):
+    """A CPU actor runs its calls in threads on one shared Depth Anything (enrich.resources): every
+    map must be exactly what the frame gets alone, however the calls interleave."""
+    import threading
+
+    import torch
+
+    estimator = DepthEstimator(str(tiny_depth_model))
+    alone = [estimator.predict([f])[0] for f in frames]
+    together: dict[int, list[np.ndarray]] = {}
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+
+        def call(k: int) -> None:
+            together[k] = [estimator.predict([f])[0] for _ in range(3) for f in frames[k::2]]
+
+        workers = [threading.Thread(target=call, args=(k,)) for k in (0, 1)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        torch.set_num_threads(threads_before)
+    for k in (0, 1):
+        expected = alone[k::2] * 3
+        assert len(together[k]) == len(expected)
+        for got, want in zip(together[k], expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
 def test_kind_follows_the_checkpoint(tiny_depth_model, tiny_metric_model):
     assert DepthEstimator(str(tiny_depth_model)).kind == "relative_disparity"
     assert DepthEstimator(str(tiny_metric_model)).kind == "metric_depth_m"
