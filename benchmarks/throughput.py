@@ -114,9 +114,26 @@ SMOKE_MODELS = {
 def end_to_end(
     clips_dir: Path, model: str, fps: float, max_frames: int, batch: int, out: str, stages: list[str]
 ) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "enrich", "run", str(clips_dir), out, "--depth-model", model, "--fps", str(fps),
-           "--max-frames-per-clip", str(max_frames), "--depth-batch-size", str(batch), "--quiet", "--force",
-           "--stages", ",".join(stages)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "enrich",
+        "run",
+        str(clips_dir),
+        out,
+        "--depth-model",
+        model,
+        "--fps",
+        str(fps),
+        "--max-frames-per-clip",
+        str(max_frames),
+        "--depth-batch-size",
+        str(batch),
+        "--quiet",
+        "--force",
+        "--stages",
+        ",".join(stages),
+    ]
     cmd += [arg for stage in stages for arg in SMOKE_MODELS.get(stage, [])]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -166,8 +183,10 @@ def main() -> None:
     frames = [f for clip_frames in per_clip for f in clip_frames]
     n = len(frames)
     device = "cuda" if _cuda() else f"cpu ({os.cpu_count()} cores)"
-    print(f"stages {','.join(stages)} on {device}: {n} frames from {len(clips)} clips "
-          f"(fps {args.fps:g}, <= {args.max_frames_per_clip}/clip); depth {spec}")
+    print(
+        f"stages {','.join(stages)} on {device}: {n} frames from {len(clips)} clips "
+        f"(fps {args.fps:g}, <= {args.max_frames_per_clip}/clip); depth {spec}"
+    )
 
     only: dict[str, tuple[float, int, str]] = {}  # stage -> (seconds, items, unit)
     maps = []
@@ -187,8 +206,11 @@ def main() -> None:
     encode_s = encode_only(maps) if maps else 0.0
     with tempfile.TemporaryDirectory() as out:
         e2e_s, e2e_line = end_to_end(args.clips, spec, args.fps, args.max_frames_per_clip, batch, out, stages)
-        naive_s, naive_n = (None, 0) if args.skip_naive or stages != ["depth"] else naive_loop(
-            clips, model_dir, args.fps, args.max_frames_per_clip, out)
+        naive_s, naive_n = (
+            (None, 0)
+            if args.skip_naive or stages != ["depth"]
+            else naive_loop(clips, model_dir, args.fps, args.max_frames_per_clip, out)
+        )
 
     print()
     print("model only, in-process:")

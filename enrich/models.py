@@ -74,9 +74,7 @@ def resolve(spec: str, random_names: Collection[str]) -> ModelRef:
     if spec.startswith("random:"):
         name = spec[len("random:") :]
         if name not in random_names:
-            raise UsageError(
-                f"unknown smoke model {spec!r} (known: {', '.join('random:' + n for n in random_names)})"
-            )
+            raise UsageError(f"unknown smoke model {spec!r} (known: {', '.join('random:' + n for n in random_names)})")
         return ModelRef(spec, "random", name, f"seed{RANDOM_SEED}")
     if storage.is_s3(spec):
         prefix = storage.normalize(spec)
