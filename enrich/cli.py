@@ -197,7 +197,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
             f"--{name}-pool-size",
             type=int,
             default=s,
-            help="actors (default: enough for every GPU; on CPU one per core the stage can use)",
+            help="actors (default: enough for every GPU; on CPU one running a call per core the stage can use)",
         )
         if name != "flow":  # RAFT runs in fp32 only
             group.add_argument(
@@ -207,7 +207,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
             f"--{name}-threads",
             type=int,
             default=s,
-            help="torch threads per CPU actor (default: 1, more past 8 actors per node)",
+            help="torch threads per CPU model replica (default: 1, more past 8 replicas per node)",
         )
     run.add_argument("--flow-updates", dest="flow_updates", type=int, default=s, help="RAFT iterations (default: 12)")
     run.add_argument(

@@ -41,7 +41,7 @@ class StageConfig:
     gpus: float | None = None  # GPUs per actor (fractions share a GPU); auto: see `enrich.resources`
     pool_size: int | None = None  # actors; auto: see `enrich.resources`
     precision: str = "fp32"  # fp16/bf16 apply on CUDA only
-    threads: int | None = None  # torch threads per CPU actor; auto: see `enrich.resources`
+    threads: int | None = None  # torch threads per CPU model replica; auto: see `enrich.resources`
 
     def output_fields(self) -> dict[str, Any]:
         """The fields that change what the stage writes (the rest only change speed)."""

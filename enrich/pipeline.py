@@ -173,7 +173,6 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     cfg = prep.cfg
     stages = {name: model_stage(name) for name in cfg.stages}
     sizing = _sizing(cfg, stages, shape)
-    nice = support_nice(sizing)
     pairs = any(s.reads_pairs for s in stages.values())
     # A decoder that crashes its worker is retried twice, then its clip is reported failed
     # (Ray's default is to retry forever). This also keeps decoding out of the model actors.
@@ -182,7 +181,6 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
             Decode,
             dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs),
             batch_size=1,
-            nice=nice,
             remote_args={"max_retries": 2},
         )
     ]
@@ -205,8 +203,8 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
             )
         )
         if stage.encoder:
-            plans.append(StagePlan(stage.encoder, batch_size=8, nice=nice))
-    plans.append(StagePlan(Audit, dict(cfg=cfg.audit), batch_size=8, nice=nice))
+            plans.append(StagePlan(stage.encoder, batch_size=8))
+    plans.append(StagePlan(Audit, dict(cfg=cfg.audit), batch_size=8))
     ids = prep.model_ids
     constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}
     constants.update({f"{name}_model": ids.get(name) for name in STAGES})
@@ -214,14 +212,17 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     # into one task per 8 rows: encoded outputs never round-trip through the object store, and each
     # clip's rows are staged (and the clip committed) as the model finishes them. A separate write
     # operator with its own CPU reservation was starved until the model stages were done.
-    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), batch_size=8, nice=nice))
-    return with_drops(plans)
+    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), batch_size=8))
+    # When every model runs on CPU, the tasks give way to the model replicas on the same cores
+    # (`enrich.runtime.yield_to_models`); next to a GPU stage they keep their priority, as they may
+    # be what keeps the GPU fed.
+    nice = SUPPORT_NICE if cpu_only(plans) else 0
+    return with_drops([p if p.actors else replace(p, nice=nice) for p in plans])
 
 
-def support_nice(sizing: dict) -> int:
-    """The CPU tasks give way to model actors that run on CPUs (`enrich.runtime.yield_to_models`);
-    next to GPU actors they keep their priority, as they may be what keeps a GPU fed."""
-    return SUPPORT_NICE if any(size.threads for size in sizing.values()) else 0
+def cpu_only(plans: list[StagePlan]) -> bool:
+    """Whether every model stage of the run runs on CPUs."""
+    return all(not p.num_gpus for p in plans if p.actors)
 
 
 def _sizing(cfg: RunConfig, stages: dict[str, ModelStage], shape: ClusterShape):
@@ -241,8 +242,7 @@ def with_drops(plans: list[StagePlan]) -> list[StagePlan]:
 def build_dataset(clips: list[Clip], plans: list[StagePlan]):
     import ray
 
-    cpu_models = any(p.actors and not p.num_gpus for p in plans)
-    set_block_bytes(CPU_MODEL_BLOCK_BYTES if cpu_models else BLOCK_BYTES)
+    set_block_bytes(CPU_MODEL_BLOCK_BYTES if cpu_only(plans) else BLOCK_BYTES)
     items = [{"clip_id": c.clip_id, "clip_uri": c.clip_uri} for c in clips]
     # One clip per block: a worker that crashes takes only its own clip down.
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 100_000)))

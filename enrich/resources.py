@@ -7,14 +7,18 @@ Defaults, for the common case of one GPU per node:
     "set" of fractions that fits in the rest (one per GPU when they add up to 1). Ray's GPU
     fractions are bookkeeping for placement, not compute shares: to give a bottleneck stage more
     throughput, raise its `--STAGE-pool-size`;
-  * on CPUs, each stage gets an equal share of every node's cores as single-threaded actors (up to
-    `MAX_CPU_ACTORS_PER_NODE` per stage per node; beyond that the actors split the cores into more
-    torch threads each). Data parallelism beats a model's intra-op threads on few cores: two 1-thread
-    Depth Anything actors on 2 cores do 12% more frames/s than one 2-thread actor, and a task taking
-    a core slice stalls one actor instead of every thread at the next barrier. `--STAGE-threads`
-    sets the threads per actor (and so fewer actors). Their Ray CPU reservations are scaled down so
-    that at least one CPU stays free for the decode, encode and write tasks (otherwise the pipeline
-    would wait forever for a CPU).
+  * on CPUs, each stage gets an equal share of each node's cores as single-threaded model
+    replicas (up to `MAX_CPU_REPLICAS_PER_NODE` per stage per node; beyond that each replica gets
+    more torch threads). Data parallelism beats a model's intra-op threads on few cores
+    (`benchmarks/cpu_sharing.py`), and a task taking a core slice stalls one replica instead of
+    every thread at the next barrier. On a single node (the embedded default) a stage's replicas
+    are the concurrent calls of one actor, in threads: torch releases the GIL in its kernels, and
+    the node imports torch and loads the model once (flow and pose keep a copy per call, see
+    `enrich.stages.base.PerThread`). On several nodes, which may differ in size, each replica is its
+    own single-call actor, so that every one of them fits somewhere. `--STAGE-threads` sets the
+    threads per replica (and so fewer replicas); an explicit `--STAGE-pool-size` gives that many
+    single-call actors. The CPU reservations are scaled down so that at least one CPU per node
+    stays free for the decode, encode and write tasks (otherwise the pipeline would wait forever).
 Impossible requests (more GPU than the cluster has, actors that leave no CPU) fail before any work.
 """
 
@@ -55,23 +59,27 @@ def size_actors(stages: dict[str, tuple[StageConfig, dict[str, int]]], shape: Cl
     for n, (c, _) in stages.items():
         if on_gpu[n] or c.pool_size:
             pools[n], calls[n] = c.pool_size or sets, 1
+        elif shape.nodes == 1:
+            pools[n], calls[n] = 1, _cpu_replicas_per_node(cores, c.threads)
         else:
-            pools[n], calls[n] = shape.nodes, _cpu_replicas_per_node(cores, c.threads)
+            pools[n], calls[n] = _cpu_replicas_per_node(cores, c.threads) * shape.nodes, 1
     wanted = sum(pools[n] * g for n, g in gpus.items())
     if wanted > shape.gpus + 1e-9:
         detail = ", ".join(f"{n} {pools[n]} x {g:.2g}" for n, g in gpus.items())
         raise UsageError(f"the actor pools want {wanted:.3g} GPUs ({detail}) but the cluster has {shape.gpus:g}")
 
-    gpu_actors = sum(pools[n] for n in gpus)
-    replicas = sum(pools[n] * calls[n] for n in cpu_stages)
-    # CPU replicas run side by side, so the ones on a node split its cores.
-    per_node = math.ceil(replicas / max(1, shape.nodes)) if replicas else 1
-    threads = max(1, shape.cpus_per_node // per_node)
-    share = min(threads, max(0.1, (shape.cpus - 1 - gpu_actors) / replicas)) if replicas else 1.0
-    if shape.cpus - gpu_actors - replicas * share < 1 - 1e-9:
+    # Per node (Ray places actors node by node): GPU actors take a CPU each, CPU replicas split the
+    # cores, and one CPU stays free for the tasks.
+    gpu_actors = math.ceil(sum(pools[n] for n in gpus) / shape.nodes)
+    replicas = math.ceil(sum(pools[n] * calls[n] for n in cpu_stages) / shape.nodes)
+    threads = max(1, shape.cpus_per_node // max(1, replicas))
+    free = shape.cpus_per_node - 1 - gpu_actors
+    share = min(threads, max(0.1, free / replicas)) if replicas else 1.0
+    if free < replicas * share - 1e-9 or free < 0:
         raise UsageError(
-            f"the actor pools ({gpu_actors} GPU actors, {replicas} CPU replicas) leave no CPU for decoding on a "
-            f"cluster with {shape.cpus:g} CPUs; use smaller --STAGE-pool-size values"
+            f"the model stages leave no CPU for decoding: {gpu_actors} GPU actors and {replicas} CPU replicas "
+            f"per node of {shape.cpus_per_node} CPUs; use a smaller --STAGE-pool-size, more --STAGE-threads "
+            "or a larger machine"
         )
     return {
         name: ActorSizing(

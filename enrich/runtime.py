@@ -34,7 +34,7 @@ def is_jobs_api(address: str | None) -> bool:
 SUPPORT_NICE = 10
 
 BLOCK_BYTES = 8 * 2**20  # Ray Data's target block size in a run: about 3 decoded 720p frames
-# ... and when a model stage runs on CPUs, where a frame takes seconds: a block is then the unit of
+# ... and when the model stages run on CPUs, where a frame takes seconds: a block is then the unit of
 # work of one model call, and at the end of a run one replica may be left alone with the last block
 # while the others idle. One or two frames per block bound that to a frame or two; at CPU rates the
 # extra blocks cost nothing.
@@ -121,11 +121,13 @@ def yield_to_models(nice: int) -> None:
     """Lower the calling thread's priority to `nice`, so that a CPU task (decode, encode, audit,
     write, commit) gives way to model actors' threads running on the same cores.
 
-    Measured on 2 cores: a task taking 30% of a core slows two 1-thread Depth Anything forward
-    passes by 22% at equal priority (preemption also costs them cache), 6% at nice 10. The tasks
-    still get about a tenth of each busy core, several times what keeping up with the model needs,
-    and all of any idle one. On Linux the nice value is per thread, so only the thread running the
-    task is touched; raising it needs no privilege. Where it cannot be set, nothing changes.
+    A task sharing a core at equal priority preempts the model's thread and costs it its cache
+    too; at nice 10 it takes far less from the model (`benchmarks/cpu_sharing.py`) and still gets
+    about a tenth of each busy core, several times what keeping up with the model needs, and all of
+    any idle one. On Linux the nice value is per thread, so only the thread running the task is
+    touched; raising it needs no privilege. Where it cannot be set, nothing changes. On a cluster
+    started with `ray start`, Ray already runs every worker at nice 15, and this does nothing.
+    A worker process that ran such a task keeps its nice value for later tasks of the session.
     """
     if not nice or not hasattr(os, "setpriority"):
         return

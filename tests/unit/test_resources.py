@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from enrich.config import DepthConfig, FlowConfig, PoseConfig
@@ -54,41 +56,58 @@ def test_cpu_actors_leave_a_cpu_for_decoding_and_split_the_cores():
     assert (pooled.pool, pooled.calls, pooled.threads, pooled.cpus) == (2, 1, 1, 0.5)
 
 
-def test_cpu_replicas_per_node_are_bounded_and_one_actor_fills_a_node():
+def test_cpu_replicas_per_node_are_bounded_and_leave_each_node_a_cpu():
+    # several nodes (which may differ in size): one single-call actor per replica, so each fits
     big = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=32, nodes=2))["depth"]
-    assert (big.pool, big.calls, big.threads) == (2, 8, 2)  # 8 replicas per node at most, splitting its 16 cores
-    assert 16 / 2 < big.cpus <= 16  # one actor per node: two do not fit on one
+    assert (big.pool, big.calls, big.threads) == (16, 1, 2)  # 8 per node at most, splitting its 16 cores
+    assert 8 * big.cpus <= 16 - 1  # a CPU per node stays free for the tasks
+    small = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=16, nodes=4))["depth"]
+    assert (small.pool, small.calls) == (16, 1) and 4 * small.cpus <= 4 - 1
     two = size_actors({"depth": (DepthConfig(), BATCH), "pose": (PoseConfig(), BATCH)}, shape(cpus=8))
     assert {n: (s.pool, s.calls, s.threads) for n, s in two.items()} == {"depth": (1, 4, 1), "pose": (1, 4, 1)}
-    assert sum(s.cpus for s in two.values()) <= 8 - 1  # a CPU stays free for the tasks
+    assert sum(s.cpus for s in two.values()) <= 8 - 1
+    # a GPU stage's actors take a CPU each on their node; a CPU stage beside them keeps one free
+    mixed = size_actors({"depth": (DepthConfig(), BATCH), "pose": (PoseConfig(gpus=0), BATCH)}, shape(16, 2, 2))
+    assert (mixed["depth"].pool, mixed["depth"].gpus) == (2, 1.0)
+    assert mixed["pose"].calls == 1 and mixed["pose"].pool / 2 * mixed["pose"].cpus <= 8 - 1 - 1
     with pytest.raises(UsageError, match="leave no CPU"):
         size_actors({"depth": (DepthConfig(gpus=1, pool_size=2), BATCH)}, shape(cpus=2, gpus=2))
+    with pytest.raises(UsageError, match="leave no CPU"):
+        size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=1))
 
 
-def test_support_tasks_yield_to_cpu_models_in_their_own_thread_only():
+def test_tasks_yield_and_blocks_shrink_only_when_every_model_runs_on_cpu():
+    from enrich.pipeline import cpu_only
+    from enrich.stages.base import StagePlan
+    from enrich.stages.decode import Decode
+    from enrich.stages.depth import Depth
+    from enrich.stages.pose import Pose
+
+    tasks = StagePlan(Decode)
+    assert cpu_only([tasks, StagePlan(Depth, actors=1, calls=2), StagePlan(Pose, actors=2)])
+    assert not cpu_only([tasks, StagePlan(Depth, actors=1, num_gpus=0.5), StagePlan(Pose, actors=2)])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+def test_yield_to_models_lowers_only_the_calling_thread():
     import os
     import threading
 
-    from enrich.pipeline import support_nice
-    from enrich.runtime import SUPPORT_NICE, yield_to_models
-
-    on_cpu = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=2))
-    on_gpu = size_actors({"depth": (DepthConfig(), BATCH)}, shape(cpus=8, gpus=1))
-    assert (support_nice(on_cpu), support_nice(on_gpu)) == (SUPPORT_NICE, 0)
-
-    seen = {}
-
-    def task(nice_before: int) -> None:
-        os.setpriority(os.PRIO_PROCESS, 0, nice_before)
-        yield_to_models(SUPPORT_NICE)
-        seen[nice_before] = os.getpriority(os.PRIO_PROCESS, 0)
+    from enrich.runtime import yield_to_models
 
     main = os.getpriority(os.PRIO_PROCESS, 0)
-    for before in (main, 15):  # raised to SUPPORT_NICE, never lowered (that would need privileges)
-        thread = threading.Thread(target=task, args=(before,))
+    target = min(19, main + 3)
+    seen = {}
+
+    def task(key: str, nice: int) -> None:
+        yield_to_models(nice)
+        seen[key] = os.getpriority(os.PRIO_PROCESS, 0)
+
+    for key, nice in (("raised", target), ("never lowered", main - 1 if main > -20 else main)):
+        thread = threading.Thread(target=task, args=(key, nice))
         thread.start()
         thread.join()
-    assert seen == {main: max(main, SUPPORT_NICE), 15: 15}
+    assert seen == {"raised": target, "never lowered": main}  # lowering would need privileges
     assert os.getpriority(os.PRIO_PROCESS, 0) == main  # Linux: a thread's nice value is its own
 
 
