@@ -1,7 +1,9 @@
 """User-facing failures and the exit codes the CLI documents.
 
 Anything the user can fix (a bad option, a missing model, an unreachable bucket) is raised as
-`UsageError` before work starts, and the CLI prints its one line without a traceback.
+`UsageError` before work starts, and the CLI prints its one line without a traceback. Model
+weights are checked where they load, in the model actors: one that cannot load raises
+`ModelLoadError`, which the driver turns into a `UsageError` before any clip is committed.
 """
 
 EXIT_OK = 0  # every clip succeeded (or was already up to date)
@@ -16,6 +18,11 @@ class UsageError(Exception):
 
 class Busy(UsageError):
     """OUTPUT is held by another run (see `enrich.lock`); a scheduled run skips instead of failing."""
+
+
+class ModelLoadError(Exception):
+    """A model actor could not load its model (weights that do not match their config, out of
+    memory): the run stops with this one line and exit code 2, before any clip is committed."""
 
 
 class ClipError(Exception):

@@ -13,6 +13,7 @@ store and the workers. As soon as all rows of a clip are staged, a small Ray tas
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
@@ -152,9 +153,9 @@ def prepare(cfg: RunConfig, plan_only: bool = False) -> Prepared:
 
 
 def _check_models(cfg: RunConfig, stages: dict[str, ModelStage], models: dict[str, dict[str, ModelRef]]) -> None:
-    from transformers.utils import logging as hf_logging
+    from huggingface_hub.utils import disable_progress_bars
 
-    hf_logging.disable_progress_bar()  # the driver's output is one line per problem, not loading bars
+    disable_progress_bars()  # the driver's output is one line per problem, not download bars
     for name, stage in stages.items():
         try:
             stage.check(models[name])
@@ -344,7 +345,7 @@ def execute(prep: Prepared, log=print) -> RunSummary:
     last_progress = last_checkpoint = time.monotonic()
     ds = build_dataset(prep.plan.todo, plans)
     try:
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for batch in _model_load_errors(ds.iter_batches(batch_size=None, batch_format="pyarrow")):
             for row in batch.to_pylist():
                 done = tracker.add(row)
                 if done is not None:
@@ -367,6 +368,20 @@ def execute(prep: Prepared, log=print) -> RunSummary:
         summary.seconds = time.monotonic() - started
         _save_run_file(prep, "summary.json", _summary_record(summary))
     return summary
+
+
+def _model_load_errors(batches):
+    """`batches`, with a model actor that could not start (`enrich.errors.ModelLoadError`) turned into
+    the one-line UsageError the CLI prints with exit code 2. Ray reports such an actor's death with
+    the traceback of its constructor, whose last `ModelLoadError:` line is the reason."""
+    try:
+        yield from batches
+    except Exception as exc:
+        if not getattr(exc, "actor_init_failed", False) and "ModelLoadError" not in str(exc):
+            raise
+        found = re.findall(r"ModelLoadError: (.+)", str(exc))
+        last = [line.strip() for line in str(exc).splitlines() if line.strip()][-1:] or [type(exc).__name__]
+        raise UsageError(found[-1].strip() if found else f"a model actor could not start: {last[0][:300]}") from None
 
 
 def _record(summary: RunSummary, clip_id: str, error: str | None, n_frames: int) -> None:

@@ -87,6 +87,11 @@ def init_ray(address: str | None) -> None:
 def configure_data_context() -> None:
     from ray.data import DataContext
 
+    # enrich reports what goes wrong itself, one line per problem (a model that cannot load, a clip
+    # that fails); Ray Data's own account, tracebacks included, stays in its session log file.
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.CRITICAL)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # enrich prints its own progress in clips and frames
     ctx.print_on_execution_start = False

@@ -1,5 +1,5 @@
-"""What the model ops share: device and dtype choice, batching by frame size, and refusing
-transformers checkpoints whose weights do not match their config."""
+"""What the model ops share: device and dtype choice, batching by frame size, and loading
+transformers checkpoints only when their weights match their config."""
 
 from __future__ import annotations
 
@@ -35,12 +35,15 @@ def map_same_size(items: Sequence[T], size_of: Callable[[T], Hashable], fn: Call
     return results
 
 
-def check_weights(model_class, folder: str) -> None:
-    """Load once on CPU; transformers only warns about missing weights and would silently run a
+def load_checked(model_class, folder: str, **kwargs):
+    """`model_class.from_pretrained(folder, **kwargs)`, refusing a checkpoint whose weights do not
+    match its config: transformers only warns about missing weights and would silently run a
     half-random model. Mismatched shapes are collected rather than raised, so the message names one.
     """
     try:
-        _, info = model_class.from_pretrained(folder, output_loading_info=True, ignore_mismatched_sizes=True)
+        model, info = model_class.from_pretrained(
+            folder, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+        )
     except (OSError, RuntimeError, ValueError) as error:
         raise ValueError(f"weights not loadable ({str(error).strip().splitlines()[0]})") from None
     for problem in ("missing_keys", "mismatched_keys", "unexpected_keys"):
@@ -50,6 +53,7 @@ def check_weights(model_class, folder: str) -> None:
                 f"weights do not match the config ({len(info[problem])} {problem.replace('_', ' ')}, "
                 f"e.g. {_describe(first)})"
             )
+    return model
 
 
 def _describe(entry) -> str:

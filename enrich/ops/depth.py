@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from enrich.ops.common import check_weights, map_same_size, pick_device, torch_dtype
+from enrich.ops.checkpoints import expect_model_type
+from enrich.ops.common import load_checked, map_same_size, pick_device, torch_dtype
 
 DEPTH_KINDS = {"relative": "relative_disparity", "metric": "metric_depth_m"}
 
@@ -75,30 +76,19 @@ def depth_anything_processor(size: int = 518):
 RANDOM_BUILDERS = {name: (lambda folder, name=name: build_random(name, folder)) for name in _ARCHITECTURES}
 
 
-def check_loadable(folder: str) -> None:
-    """Load the checkpoint once on CPU and refuse one whose weights do not match its config."""
-    from transformers import AutoConfig, AutoModelForDepthEstimation
-
-    config = AutoConfig.from_pretrained(folder)
-    if config.model_type != "depth_anything":
-        raise ValueError(f"expected a Depth Anything checkpoint, got model_type {config.model_type!r}")
-    check_weights(AutoModelForDepthEstimation, folder)
-
-
 class DepthEstimator:
     """A loaded checkpoint: `predict(frames)` returns float32 maps at each frame's size."""
 
     def __init__(self, folder: str, device: str | None = None, precision: str = "fp32"):
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
 
+        expect_model_type(folder, "depth_anything", "depth model")
         config = AutoConfig.from_pretrained(folder)
-        if config.model_type != "depth_anything":
-            raise ValueError(f"expected a Depth Anything checkpoint, got model_type {config.model_type!r}")
         self.device = device or pick_device()
         self.dtype = torch_dtype(precision, self.device)
         self.kind = DEPTH_KINDS[getattr(config, "depth_estimation_type", "relative")]
         self.processor = AutoImageProcessor.from_pretrained(folder)
-        self.model = AutoModelForDepthEstimation.from_pretrained(folder, dtype=self.dtype).to(self.device).eval()
+        self.model = load_checked(AutoModelForDepthEstimation, folder, dtype=self.dtype).to(self.device).eval()
 
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray]) -> list[np.ndarray]:

@@ -62,21 +62,15 @@ def load_raft(arch: str, weights: str | None) -> torch.nn.Module:
     if weights is None:
         return builder(weights=weights_enum.DEFAULT, progress=False).eval()
     model = builder(weights=None)
-    model.load_state_dict(_read_state_dict(weights), strict=True)
+    state = _read_state_dict(weights)
+    _refuse_mismatch(arch, weights, state, model)
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
-def check_loadable(arch: str, weights: str | None) -> None:
-    """Refuse, in one line, an unknown arch, an unreadable file, or a state dict of another shape.
-
-    `weights=None` (the published weights) only checks the arch: they always match, and checking
-    should not download them.
-    """
-    builder, _ = _arch(arch)
-    if weights is None:
-        return
-    state = _read_state_dict(weights)
-    expected = {name: tensor.shape for name, tensor in builder(weights=None).state_dict().items()}
+def _refuse_mismatch(arch: str, weights: str, state: dict, model: torch.nn.Module) -> None:
+    """One line for a state dict of another architecture or size (load_state_dict lists every key)."""
+    expected = {name: tensor.shape for name, tensor in model.state_dict().items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = sorted(name for name in set(expected) & set(state) if tuple(state[name].shape) != expected[name])

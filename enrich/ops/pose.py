@@ -9,13 +9,13 @@ ViTPose in fixed-size chunks, so a crowded frame cannot blow up memory.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 
 import numpy as np
 import torch
 
-from enrich.ops.common import check_weights, map_same_size, pick_device, torch_dtype
+from enrich.ops.checkpoints import detector_person, expect_model_type, person_label
+from enrich.ops.common import load_checked, map_same_size, pick_device, torch_dtype
 
 COCO_KEYPOINTS = [
     "Nose", "L_Eye", "R_Eye", "L_Ear", "R_Ear", "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow",
@@ -124,7 +124,7 @@ def build_random_rtdetr(folder: str, size: str = "tiny", seed: int = 0) -> None:
         )  # fmt: skip
     torch.manual_seed(seed)
     model = RTDetrForObjectDetection(config)
-    person = person_label(config)
+    person = person_label(config.id2label)
     with torch.no_grad():
         for head in model.model.decoder.class_embed:
             head.weight[person] *= scale
@@ -141,47 +141,11 @@ RANDOM_BUILDERS = {
 }
 
 
-def person_label(config) -> int:
-    """The detector's class id for "person"; the pose model only makes sense on those boxes."""
-    for label_id, name in config.id2label.items():
-        if str(name).strip().lower() == "person":
-            return int(label_id)
-    raise ValueError(f"the detector has no 'person' class among its {len(config.id2label)} labels")
-
-
-def _expect_model_type(folder: str, expected: str, role: str):
-    from transformers import AutoConfig
-
-    if not os.path.isdir(folder):
-        raise ValueError(f"{role} {folder}: no such folder")
+def _load(model_class, folder: str, role: str, **kwargs):
     try:
-        config = AutoConfig.from_pretrained(folder)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{role} {folder}: not loadable ({str(error).strip().splitlines()[0]})") from None
-    if config.model_type != expected:
-        raise ValueError(f"{role} {folder}: expected model_type {expected!r}, got {config.model_type!r}")
-    return config
-
-
-def _check_weights(model_class, folder: str, role: str) -> None:
-    try:
-        check_weights(model_class, folder)
+        return load_checked(model_class, folder, **kwargs)
     except ValueError as error:
         raise ValueError(f"{role} {folder}: {error}") from None
-
-
-def check_loadable(pose_folder: str, detector_folder: str) -> None:
-    """Load both checkpoints once on CPU and refuse, in one line, anything that would run wrong."""
-    from transformers import RTDetrForObjectDetection, VitPoseForPoseEstimation
-
-    _expect_model_type(pose_folder, "vitpose", "pose model")
-    detector_config = _expect_model_type(detector_folder, "rt_detr", "person detector")
-    try:
-        person_label(detector_config)
-    except ValueError as error:
-        raise ValueError(f"person detector {detector_folder}: {error}") from None
-    _check_weights(VitPoseForPoseEstimation, pose_folder, "pose model")
-    _check_weights(RTDetrForObjectDetection, detector_folder, "person detector")
 
 
 class PoseEstimator:
@@ -196,11 +160,11 @@ class PoseEstimator:
         precision: str = "fp32",
         crops_per_batch: int = 32,
     ):
-        from transformers import AutoImageProcessor, RTDetrForObjectDetection, VitPoseForPoseEstimation
+        from transformers import AutoConfig, AutoImageProcessor, RTDetrForObjectDetection, VitPoseForPoseEstimation
 
-        pose_config = _expect_model_type(pose_folder, "vitpose", "pose model")
-        detector_config = _expect_model_type(detector_folder, "rt_detr", "person detector")
-        self.person = person_label(detector_config)
+        expect_model_type(pose_folder, "vitpose", "pose model")
+        self.person = detector_person(detector_folder)
+        pose_config = AutoConfig.from_pretrained(pose_folder)
         self.threshold = threshold
         self.crops_per_batch = crops_per_batch
         self.moe = pose_config.backbone_config.num_experts > 1
@@ -208,9 +172,9 @@ class PoseEstimator:
         self.dtype = torch_dtype(precision, self.device)
         self.detector_processor = AutoImageProcessor.from_pretrained(detector_folder)
         self.pose_processor = AutoImageProcessor.from_pretrained(pose_folder)
-        self.detector = RTDetrForObjectDetection.from_pretrained(detector_folder, dtype=self.dtype)
+        self.detector = _load(RTDetrForObjectDetection, detector_folder, "person detector", dtype=self.dtype)
         self.detector.to(self.device).eval()
-        self.pose_model = VitPoseForPoseEstimation.from_pretrained(pose_folder, dtype=self.dtype)
+        self.pose_model = _load(VitPoseForPoseEstimation, pose_folder, "pose model", dtype=self.dtype)
         self.pose_model.to(self.device).eval()
 
     @torch.inference_mode()

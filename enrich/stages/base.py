@@ -9,12 +9,14 @@ rest of its batch goes on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from enrich.errors import ModelLoadError
 from enrich.runtime import yield_to_models
 
 ERROR = "error"  # per-row failure reason, "" when the row is fine (never null: Arrow would type it double)
@@ -75,8 +77,9 @@ class ModelStage:
     `enrich.stages.MODEL_STAGES`, a config section (`enrich.config`), its model flag
     (`enrich.cli.STAGE_MODEL_FLAGS`) and its manifest columns (`enrich.manifest.schema`).
 
-    The driver calls `resolve` (pin each model spec to a revision) and `check` (load once, fail fast);
-    the actor class gets `actor_kwargs`; `encoder`, if any, is a CPU stage that turns the actor's raw
+    The driver calls `resolve` (pin each model spec to a revision) and `check` (what can be checked
+    without loading the model: its config); the actor class gets `actor_kwargs` and loads the model,
+    checking its weights (`loading`); `encoder`, if any, is a CPU stage that turns the actor's raw
     output into its stored form.
     """
 
@@ -84,7 +87,7 @@ class ModelStage:
     actor: type[Stage]
     encoder: type[Stage] | None
     resolve: Callable[[Any], dict[str, Any]]  # section config -> {role: ModelRef}
-    check: Callable[[dict[str, Any]], None]  # raises ValueError with one line
+    check: Callable[[dict[str, Any]], None]  # raises ValueError with one line; never loads the model
     actor_kwargs: Callable[[Any, dict[str, Any]], dict[str, Any]]  # (section config, refs) -> kwargs
     default_batch: dict[str, int]  # {"cpu": n, "gpu": n}
     reads_pairs: bool = False  # needs each frame's successor (decode then emits `next_frame`)
@@ -156,6 +159,17 @@ class PerThread:
         if not hasattr(self._local, "value"):
             self._local.value = self._factory()
         return self._local.value
+
+
+@contextmanager
+def loading(what: str) -> Iterator[None]:
+    """Around an actor's model load: any failure becomes one `ModelLoadError` line naming `what`,
+    which ends the run (`enrich.pipeline.execute`)."""
+    try:
+        yield
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{what} cannot be loaded: {reason}") from None
 
 
 def use_threads(threads: int | None) -> None:

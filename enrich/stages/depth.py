@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
+from enrich.ops.checkpoints import expect_model_type
 from enrich.ops.quantize import encode_png16, quantize
-from enrich.stages.base import ERROR, ModelStage, Stage, column, ok_rows, predict_rows, use_threads
+from enrich.stages.base import ERROR, ModelStage, Stage, column, loading, ok_rows, predict_rows, use_threads
 
 # Frames per forward pass when not configured. On CPU a batch is slower per frame than single
 # frames (measured 1.65-1.78 s vs 1.89-1.93 s per 480p frame, ViT-S, 2 cores); GPUs want batches.
@@ -30,6 +31,10 @@ def _ops():
     return depth
 
 
+# Built on first use, where the model code is already imported (the driver only builds one once).
+RANDOM_BUILDERS = {name: (lambda folder, name=name: _ops().RANDOM_BUILDERS[name](folder)) for name in RANDOM_MODELS}
+
+
 class Depth(Stage):
     name = "depth"
     inputs = ("frame", ERROR)
@@ -38,8 +43,8 @@ class Depth(Stage):
     def __init__(self, model: ModelRef, precision: str = "fp32", threads: int | None = None, drop=()):
         super().__init__(drop)
         use_threads(threads)
-        ops = _ops()
-        self.estimator = ops.DepthEstimator(materialize(model, ops.RANDOM_BUILDERS), precision=precision)
+        with loading(f"depth model {model.spec}"):
+            self.estimator = _ops().DepthEstimator(materialize(model, RANDOM_BUILDERS), precision=precision)
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = ok_rows(batch)
@@ -68,8 +73,7 @@ class EncodeDepth(Stage):
 
 
 def _check(refs: dict[str, ModelRef]) -> None:
-    ops = _ops()
-    ops.check_loadable(materialize(refs["model"], ops.RANDOM_BUILDERS))
+    expect_model_type(materialize(refs["model"], RANDOM_BUILDERS), "depth_anything", "depth model")
 
 
 STAGE = ModelStage(

@@ -14,7 +14,17 @@ import numpy as np
 from enrich.errors import UsageError
 from enrich.models import ModelRef, materialize, resolve_file
 from enrich.ops.flowpng import encode_flow_png
-from enrich.stages.base import ERROR, ModelStage, PerThread, Stage, column, ok_rows, predict_rows, use_threads
+from enrich.stages.base import (
+    ERROR,
+    ModelStage,
+    PerThread,
+    Stage,
+    column,
+    loading,
+    ok_rows,
+    predict_rows,
+    use_threads,
+)
 
 # RAFT's correlation volume grows as (H*W/64)^2 per pair: about 5.7 GB at 1080p in fp32.
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 2}
@@ -74,9 +84,10 @@ class Flow(Stage):
     def __init__(self, model: ModelRef, updates: int = 12, backward: bool = True, threads: int | None = None, drop=()):
         super().__init__(drop)
         use_threads(threads)
-        weights = arch_and_weights(model)
-        self.estimator = PerThread(lambda: _ops().FlowEstimator(*weights, num_updates=updates))
-        self.estimator.get()  # load (and fail) at actor start, not on the first frame
+        with loading(f"flow model {model.spec}"):
+            weights = arch_and_weights(model)
+            self.estimator = PerThread(lambda: _ops().FlowEstimator(*weights, num_updates=updates))
+            self.estimator.get()  # load (and fail) at actor start, not on the first frame
         self.backward = backward
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -118,8 +129,10 @@ class EncodeFlow(Stage):
 
 
 def _check(refs: dict[str, ModelRef]) -> None:
+    """The weights of a state dict are checked where they load (the actors); torchvision's published
+    ones are fetched here, once, rather than by every actor at once."""
     arch, weights = arch_and_weights(refs["model"])
-    if weights is None:  # torchvision's published weights: fetch them now (cached), not in every actor
+    if weights is None:
         try:
             _ops().load_raft(arch, None)
         except Exception as exc:
@@ -127,7 +140,6 @@ def _check(refs: dict[str, ModelRef]) -> None:
                 f"cannot fetch torchvision's {arch} weights ({type(exc).__name__}); "
                 f"pass {arch}:PATH to a state dict (local or s3://)"
             ) from None
-    _ops().check_loadable(arch, weights)
 
 
 STAGE = ModelStage(

@@ -12,7 +12,8 @@ import json
 import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
-from enrich.stages.base import ERROR, ModelStage, PerThread, Stage, ok_rows, predict_rows, use_threads
+from enrich.ops.checkpoints import detector_person, expect_model_type
+from enrich.stages.base import ERROR, ModelStage, PerThread, Stage, loading, ok_rows, predict_rows, use_threads
 
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 8}
 
@@ -26,6 +27,10 @@ def _ops():
     from enrich.ops import pose
 
     return pose
+
+
+# Built on first use, where the model code is already imported (the driver only builds one once).
+RANDOM_BUILDERS = {name: (lambda folder, name=name: _ops().RANDOM_BUILDERS[name](folder)) for name in RANDOM_MODELS}
 
 
 class Pose(Stage):
@@ -45,10 +50,11 @@ class Pose(Stage):
         super().__init__(drop)
         use_threads(threads)
         ops = _ops()
-        folders = materialize(model, ops.RANDOM_BUILDERS), materialize(detector, ops.RANDOM_BUILDERS)
+        folders = materialize(model, RANDOM_BUILDERS), materialize(detector, RANDOM_BUILDERS)
         # A copy per concurrent call: two transformers models, not checked for state kept between calls.
         self.estimator = PerThread(lambda: ops.PoseEstimator(*folders, threshold=threshold, precision=precision))
-        self.estimator.get()  # load (and fail) at actor start, not on the first frame
+        with loading(f"pose model {model.spec}"):
+            self.estimator.get()  # load (and fail) at actor start, not on the first frame
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = ok_rows(batch)
@@ -60,10 +66,8 @@ class Pose(Stage):
 
 
 def _check(refs: dict[str, ModelRef]) -> None:
-    ops = _ops()
-    ops.check_loadable(
-        materialize(refs["model"], ops.RANDOM_BUILDERS), materialize(refs["detector"], ops.RANDOM_BUILDERS)
-    )
+    expect_model_type(materialize(refs["model"], RANDOM_BUILDERS), "vitpose", "pose model")
+    detector_person(materialize(refs["detector"], RANDOM_BUILDERS))
 
 
 STAGE = ModelStage(

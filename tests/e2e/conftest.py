@@ -40,7 +40,7 @@ def read_table(path):
         from enrich import storage
 
         files = [u for u in storage.list_uris(path) if u.endswith(".parquet")]
-        return pq.read_table([u[len("s3://"):] for u in files], filesystem=_s3fs()) if files else None
+        return pq.read_table([u[len("s3://") :] for u in files], filesystem=_s3fs()) if files else None
     return pq.read_table(path)
 
 
@@ -50,8 +50,13 @@ def _s3fs():
     import pyarrow.fs as pafs
 
     endpoint = os.environ["AWS_ENDPOINT_URL"]
-    return pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", region="us-east-1",
-                             access_key=os.environ["AWS_ACCESS_KEY_ID"], secret_key=os.environ["AWS_SECRET_ACCESS_KEY"])
+    return pafs.S3FileSystem(
+        endpoint_override=endpoint,
+        scheme="http",
+        region="us-east-1",
+        access_key=os.environ["AWS_ACCESS_KEY_ID"],
+        secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def decode_depth(row) -> np.ndarray:

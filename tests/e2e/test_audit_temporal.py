@@ -196,7 +196,9 @@ def test_reflective_street_and_close_range_portrait(run, fixtures_dir, tiny_dept
     clips.mkdir()
     shutil.copy(fixtures_dir / "tokyo_walk.mp4", clips / "tokyo.mp4")
     shutil.copy(fixtures_dir / "portrait_with_audio.mp4", clips / "portrait.mp4")
-    code, _, err = run(clips, tmp_path / "out", "--depth-model", tiny_depth_model, "--fps", 1, "--max-frames-per-clip", 3)
+    code, _, err = run(
+        clips, tmp_path / "out", "--depth-model", tiny_depth_model, "--fps", 1, "--max-frames-per-clip", 3
+    )
     assert code == 0, err
     frames = by_clip(tmp_path / "out")
     threshold = AuditConfig().specular_fraction

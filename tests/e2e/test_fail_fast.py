@@ -15,8 +15,13 @@ from enrich.errors import EXIT_CANNOT_RUN
 def enrich(*args, env=None, timeout=120):
     full_env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", **(env or {})}
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "enrich", "run", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "enrich", "run", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout, proc.stderr.strip(), time.monotonic() - started
 
 
@@ -61,6 +66,24 @@ def test_model_folder_without_weights(fixtures_dir, tmp_path, tiny_depth_model):
     assert_one_line(code, stderr, "has no weights")
 
 
+def test_weights_that_do_not_match_their_config_stop_the_run(fixtures_dir, tmp_path, tiny_depth_model):
+    """The one failure found in the model actors, not on the driver: still one line, exit 2, and
+    nothing committed."""
+    import json
+    import shutil
+
+    broken = tmp_path / "mismatched"
+    shutil.copytree(tiny_depth_model, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["fusion_hidden_size"] = 24  # the saved weights were built with 16
+    (broken / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    code, _, stderr, _ = enrich(fixtures_dir / "tiny_2fps.mp4", out, "--depth-model", broken)
+    assert_one_line(code, stderr, f"depth model {broken} cannot be loaded: weights do not match the config")
+    assert "mismatched keys" in stderr and "saved as" in stderr
+    assert not (out / "frames").exists() and not (out / "clips").exists()
+
+
 def test_missing_input_and_empty_input(tmp_path, tiny_depth_model):
     code, _, stderr, _ = enrich(tmp_path / "nope", tmp_path / "out", "--depth-model", tiny_depth_model)
     assert_one_line(code, stderr, "input does not exist")
@@ -82,16 +105,24 @@ def test_missing_bucket(s3_endpoint, tmp_path, tiny_depth_model):
 
 
 def test_unreachable_endpoint(tmp_path, tiny_depth_model):
-    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
-           "AWS_REGION": "us-east-1"}
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_REGION": "us-east-1",
+    }
     code, _, stderr, seconds = enrich("s3://bucket/clips", tmp_path / "out", "--depth-model", tiny_depth_model, env=env)
     assert_one_line(code, stderr, "cannot reach http://127.0.0.1:9")
     assert seconds < 60
 
 
 def test_no_credentials(s3_endpoint, tmp_path, tiny_depth_model):
-    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-           "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    env = {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }
     code, _, stderr, _ = enrich("s3://bucket/clips", tmp_path / "out", "--depth-model", tiny_depth_model, env=env)
     assert_one_line(code, stderr, "no AWS credentials found")
 
@@ -103,9 +134,12 @@ def test_bad_credentials(tmp_path, tiny_depth_model):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:
@@ -113,8 +147,12 @@ def test_bad_credentials(tmp_path, tiny_depth_model):
                 break
             except OSError:
                 time.sleep(0.2)
-        env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG1",
-               "AWS_SECRET_ACCESS_KEY": "wrong", "AWS_REGION": "us-east-1"}
+        env = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG1",
+            "AWS_SECRET_ACCESS_KEY": "wrong",
+            "AWS_REGION": "us-east-1",
+        }
         code, _, stderr, _ = enrich("s3://bucket/clips", tmp_path / "out", "--depth-model", tiny_depth_model, env=env)
         assert_one_line(code, stderr, "bad AWS credentials")
         assert "wrong" not in stderr.replace("bad AWS credentials", "")

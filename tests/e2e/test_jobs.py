@@ -34,15 +34,39 @@ AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
 def ray_head(s3_endpoint, cache_dir):
     """A second, separate Ray cluster: its own ports and temp dir, so the session's Ray is untouched."""
     pytest.importorskip("aiohttp", reason="the Jobs API needs ray[default]")
-    ports = {name: _free_port() for name in ("port", "dashboard-port", "dashboard-agent-listen-port",
-                                             "dashboard-agent-grpc-port", "node-manager-port",
-                                             "object-manager-port", "runtime-env-agent-port", "metrics-export-port",
-                                             "ray-client-server-port")}
+    ports = {
+        name: _free_port()
+        for name in (
+            "port",
+            "dashboard-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "node-manager-port",
+            "object-manager-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+            "ray-client-server-port",
+        )
+    }
     temp = tempfile.mkdtemp(prefix="eray-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--block",
-           "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--include-dashboard", "true",
-           "--num-cpus", "2", "--disable-usage-stats", "--temp-dir", temp,
-           *[f"--{name}={port}" for name, port in ports.items()]]
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--include-dashboard",
+        "true",
+        "--num-cpus",
+        "2",
+        "--disable-usage-stats",
+        "--temp-dir",
+        temp,
+        *[f"--{name}={port}" for name, port in ports.items()],
+    ]
     log = open(os.path.join(temp, "ray-start.log"), "w")
     env = {**os.environ, **AUTH, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -139,8 +163,12 @@ def test_two_submitted_runs_at_once_one_runs_one_refuses_then_a_scheduled_one_ha
     assert "2 clips ok, 0 failed" in winner[0], winner
     assert "is held by another run" in loser[0] + loser[1], loser
     frames = read_table(f"{out}/frames").to_pylist()
-    assert sorted((f["clip_id"], f["frame_index"]) for f in frames) == [("a.mp4", 0), ("a.mp4", 2),
-                                                                        ("b.mp4", 0), ("b.mp4", 1)]
+    assert sorted((f["clip_id"], f["frame_index"]) for f in frames) == [
+        ("a.mp4", 0),
+        ("a.mp4", 2),
+        ("b.mp4", 0),
+        ("b.mp4", 1),
+    ]
 
     # The scheduled entry point: nothing new, exits 0, refreshes the report.
     stdout, stderr, code = enrich("submit", "--address", ray_head, "--wait", "--scheduled", clips, out, *options)
@@ -168,8 +196,16 @@ def test_two_submitted_runs_at_once_one_runs_one_refuses_then_a_scheduled_one_ha
 
 def test_a_failing_job_and_stop_and_bad_addresses(ray_head, catalogue, s3, fixtures_dir, tmp_path):
     # A job whose run cannot start (a model that does not exist on the cluster): the run's own exit code.
-    stdout, stderr, code = enrich("submit", "--address", ray_head, "--wait", f"s3://{catalogue}/clips",
-                                  f"s3://{catalogue}/m2", "--depth-model", f"s3://{catalogue}/models/none")
+    stdout, stderr, code = enrich(
+        "submit",
+        "--address",
+        ray_head,
+        "--wait",
+        f"s3://{catalogue}/clips",
+        f"s3://{catalogue}/m2",
+        "--depth-model",
+        f"s3://{catalogue}/models/none",
+    )
     assert code == 2, stdout + stderr
     assert "models/none has no config.json" in stdout, stdout
 
@@ -184,13 +220,21 @@ def test_a_failing_job_and_stop_and_bad_addresses(ray_head, catalogue, s3, fixtu
     # Stop: a long job (all 240 frames of a 10 s clip) is stopped while it runs. Its prefix has a
     # space and a quote, which the job's command line must carry intact.
     s3.upload_file(str(fixtures_dir / "sintel_scene_cuts_10s.mp4"), catalogue, "long clips/it's.mp4")
-    job = enrich("submit", "--address", ray_head, f"s3://{catalogue}/long clips", f"s3://{catalogue}/m3",
-                 "--depth-model", f"s3://{catalogue}/models/tiny")
+    job = enrich(
+        "submit",
+        "--address",
+        ray_head,
+        f"s3://{catalogue}/long clips",
+        f"s3://{catalogue}/m3",
+        "--depth-model",
+        f"s3://{catalogue}/models/tiny",
+    )
     job_id = job[0].split()[0]
     api, deadline = jobs_client(ray_head), time.time() + 180
     while "plan: 1 to process (1 new)" not in api.get_job_logs(job_id):  # it read the quoted prefix
-        assert time.time() < deadline and str(api.get_job_status(job_id)) in ("PENDING", "RUNNING"), \
-            api.get_job_logs(job_id)[-2000:]
+        assert time.time() < deadline and str(api.get_job_status(job_id)) in ("PENDING", "RUNNING"), api.get_job_logs(
+            job_id
+        )[-2000:]
         time.sleep(1)
     stdout, stderr, code = enrich("jobs", "stop", "--address", ray_head, job_id)
     assert code == 0 and "stop requested" in stdout, stdout + stderr
@@ -205,7 +249,10 @@ def test_a_failing_job_and_stop_and_bad_addresses(ray_head, catalogue, s3, fixtu
         stdout, stderr, code = enrich("jobs", "list", "--address", ray_head, auth=False)
         assert code == 2 and "RAY_AUTH_TOKEN" in stderr and stderr.count("\n") == 1, stderr
     dead = f"http://127.0.0.1:{_free_port()}"
-    for args in (("jobs", "list", "--address", dead), ("submit", "--address", dead, "in", "out"),
-                 ("jobs", "status", "--address", ray_head, "raysubmit_nope")):
+    for args in (
+        ("jobs", "list", "--address", dead),
+        ("submit", "--address", dead, "in", "out"),
+        ("jobs", "status", "--address", ray_head, "raysubmit_nope"),
+    ):
         stdout, stderr, code = enrich(*args)
         assert code == 2 and stderr.startswith("enrich: error: ") and stderr.count("\n") == 1, (args, stderr)

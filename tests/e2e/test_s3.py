@@ -34,8 +34,9 @@ def test_s3_in_s3_out_with_model_from_s3(run, s3, bucket, fixtures_dir, tiny_dep
     model = f"s3://{bucket}/models/tiny"
     out = f"s3://{bucket}/manifests/run1"
 
-    code, stdout, stderr = run(f"s3://{bucket}/clips", out, "--depth-model", model, "--fps", 1,
-                               "--max-frames-per-clip", 3)
+    code, stdout, stderr = run(
+        f"s3://{bucket}/clips", out, "--depth-model", model, "--fps", 1, "--max-frames-per-clip", 3
+    )
     assert code == 1, stdout + stderr
     clips = {r["clip_id"]: r for r in read_table(f"{out}/clips").to_pylist()}
     assert set(clips) == {"aerial/field.mp4", "stills.mp4", "broken.mp4"}

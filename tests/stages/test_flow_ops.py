@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
 
-from enrich.ops.flow import FlowEstimator, build_random, check_loadable
+from enrich.ops.flow import FlowEstimator, build_random, load_raft
 
 UPDATES = 7  # not the default 12, so an ignored num_updates shows up
 
@@ -99,26 +99,26 @@ def test_pair_of_different_sizes_is_refused(estimator, portrait, tiny):
         estimator.predict([(portrait[0], tiny[0])])
 
 
-def test_check_loadable_accepts_matching_weights(small_weights):
-    check_loadable("raft_small", str(small_weights))
+def test_load_raft_accepts_matching_weights(small_weights):
+    assert not load_raft("raft_small", str(small_weights)).training
 
 
-def test_check_loadable_refuses_the_other_arch(tmp_path, small_weights):
+def test_load_raft_refuses_the_other_arch(tmp_path, small_weights):
     large = tmp_path / "raft_large.pt"
     build_random("raft_large", str(large))
     with pytest.raises(ValueError, match=r"do not match raft_small: \d+ keys missing, \d+ unexpected") as error:
-        check_loadable("raft_small", str(large))
+        load_raft("raft_small", str(large))
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="do not match raft_large"):
-        check_loadable("raft_large", str(small_weights))
+        load_raft("raft_large", str(small_weights))
 
 
-def test_check_loadable_refuses_missing_garbage_and_unknown(tmp_path):
+def test_load_raft_refuses_missing_garbage_and_unknown(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     for path, message in ((tmp_path / "nope.pt", "not found"), (garbage, "cannot read")):
         with pytest.raises(ValueError, match=message) as error:
-            check_loadable("raft_small", str(path))
+            load_raft("raft_small", str(path))
         assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="unknown RAFT architecture 'raft_tiny'"):
-        check_loadable("raft_tiny", None)
+        load_raft("raft_tiny", None)

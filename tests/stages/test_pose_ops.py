@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from enrich.ops.pose import PoseEstimator, build_random_rtdetr, build_random_vitpose, check_loadable
+from enrich.ops.pose import PoseEstimator, build_random_rtdetr, build_random_vitpose
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_mixed_sizes_keep_input_order(models, frames, reference):
 def test_refuses_a_detector_as_pose_model(models):
     _, detector_dir = models
     with pytest.raises(ValueError, match="expected model_type 'vitpose', got 'rt_detr'") as error:
-        check_loadable(detector_dir, detector_dir)
+        PoseEstimator(detector_dir, detector_dir)
     assert "\n" not in str(error.value)
 
 
@@ -139,7 +139,7 @@ def test_refuses_missing_weights(models, tmp_path):
     del weights[dropped]
     save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match=f"1 missing keys, e.g. {dropped}") as error:
-        check_loadable(str(broken), detector_dir)
+        PoseEstimator(str(broken), detector_dir)
     assert "\n" not in str(error.value)
 
 
@@ -152,9 +152,9 @@ def test_refuses_a_detector_without_people(models, tmp_path):
     config["label2id"] = {name: int(i) for i, name in config["id2label"].items()}
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="no 'person' class") as error:
-        check_loadable(pose_dir, str(broken))
+        PoseEstimator(pose_dir, str(broken))
     assert "\n" not in str(error.value)
-    check_loadable(*models)  # the originals pass
+    PoseEstimator(*models)  # the originals load
 
 
 def test_vitpose_plus_runs_the_coco_expert(models, frames, reference, tmp_path):

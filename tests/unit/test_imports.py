@@ -37,3 +37,26 @@ def test_resolving_a_smoke_model_does_not_import_torch_and_names_what_ops_build(
 
     assert set(depth_stage.RANDOM_MODELS) == set(depth.RANDOM_BUILDERS)
     assert set(pose_stage.RANDOM_MODELS) == set(pose.RANDOM_BUILDERS)
+
+
+def test_checking_a_model_on_the_driver_does_not_import_torch():
+    """The driver checks configs only; the weights are checked where they load, in the actors."""
+    from enrich.config import DepthConfig, PoseConfig
+    from enrich.stages import model_stage
+
+    configs = {
+        "depth": DepthConfig(model="random:depth-anything-v2-small"),
+        "pose": PoseConfig(model="random:vitpose-tiny", detector_model="random:rtdetr-tiny"),
+    }
+    for name, cfg in configs.items():  # builds the smoke models once (with torch), as a first run would
+        stage = model_stage(name)
+        stage.check(stage.resolve(cfg))
+    code = (
+        "import sys; from enrich.stages import model_stage; from enrich.config import DepthConfig, PoseConfig\n"
+        "for name, cfg in [('depth', DepthConfig(model='random:depth-anything-v2-small')),\n"
+        "                  ('pose', PoseConfig(model='random:vitpose-tiny', detector_model='random:rtdetr-tiny'))]:\n"
+        "    stage = model_stage(name); stage.check(stage.resolve(cfg))\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False False"

@@ -1,4 +1,3 @@
-
 from enrich.catalog import Clip
 from enrich.manifest.commit import merge_clips
 from enrich.plan import make_plan
@@ -11,8 +10,18 @@ def clip(name, size=10, etag="e"):
 
 def state(**status):
     rows = [
-        dict(clip_id=n, clip_uri=f"/in/{n}", size_bytes=10, etag="e", status=s, error=None if s == "ok" else "x",
-             n_frames=1, config_hash="h1", run_id="r0", depth_model="m")
+        dict(
+            clip_id=n,
+            clip_uri=f"/in/{n}",
+            size_bytes=10,
+            etag="e",
+            status=s,
+            error=None if s == "ok" else "x",
+            n_frames=1,
+            config_hash="h1",
+            run_id="r0",
+            depth_model="m",
+        )
         for n, s in status.items()
     ]
     return merge_clips(None, rows)
@@ -50,8 +59,22 @@ def test_failed_clips_are_retried_up_to_the_limit():
 
 def test_merge_replaces_rows_of_the_same_clip():
     previous = state(a="ok", b="failed")
-    merged = merge_clips(previous, [dict(clip_id="b", clip_uri="/in/b", size_bytes=10, etag="e", status="ok",
-                                         n_frames=3, config_hash="h1", run_id="r1", depth_model="m")])
+    merged = merge_clips(
+        previous,
+        [
+            dict(
+                clip_id="b",
+                clip_uri="/in/b",
+                size_bytes=10,
+                etag="e",
+                status="ok",
+                n_frames=3,
+                config_hash="h1",
+                run_id="r1",
+                depth_model="m",
+            )
+        ],
+    )
     rows = {r["clip_id"]: r for r in merged.to_pylist()}
     assert len(merged) == 2 and rows["b"]["status"] == "ok" and rows["b"]["run_id"] == "r1"
     assert rows["a"]["run_id"] == "r0"
@@ -68,15 +91,40 @@ def test_a_clips_table_from_an_older_version_gains_the_new_columns(tmp_path):
     pq.write_table(old, tmp_path / "clips" / "clips.parquet")
     previous = read_clips(str(tmp_path))
     assert previous.column("flow_model").null_count == 2
-    merged = merge_clips(previous, [dict(clip_id="b", clip_uri="/in/b", size_bytes=10, etag="e", status="ok",
-                                         n_frames=3, config_hash="h2", run_id="r1", flow_model="raft@1")])
+    merged = merge_clips(
+        previous,
+        [
+            dict(
+                clip_id="b",
+                clip_uri="/in/b",
+                size_bytes=10,
+                etag="e",
+                status="ok",
+                n_frames=3,
+                config_hash="h2",
+                run_id="r1",
+                flow_model="raft@1",
+            )
+        ],
+    )
     rows = {r["clip_id"]: r for r in merged.to_pylist()}
     assert rows["b"]["flow_model"] == "raft@1" and rows["a"]["depth_model"] == "m"
 
 
 def summary(clip_id, ok, failed, expected, error=None):
-    return dict(clip_id=clip_id, clip_uri="u", rows_ok=ok, rows_failed=failed, expected=expected, error=error,
-                source_frames=10, fps=1.0, duration_s=10.0, width=4, height=3)
+    return dict(
+        clip_id=clip_id,
+        clip_uri="u",
+        rows_ok=ok,
+        rows_failed=failed,
+        expected=expected,
+        error=error,
+        source_frames=10,
+        fps=1.0,
+        duration_s=10.0,
+        width=4,
+        height=3,
+    )
 
 
 def test_tracker_finishes_clip_when_all_rows_arrive_in_any_order():
