@@ -1,4 +1,4 @@
-"""`enrich run`: check everything on the driver, then one Ray Data streaming pipeline.
+"""`enrich run`: check what can be checked on the driver, then one Ray Data streaming pipeline.
 
     clips (metadata only) -> decode (CPU tasks)
         -> for each model stage of the run (flow, depth, pose): its actor pool (GPU when present),
@@ -8,6 +8,9 @@
 The driver only ever sees clip metadata and per-clip counts; frames and outputs stay in the object
 store and the workers. As soon as all rows of a clip are staged, a small Ray task commits the clip
 (one atomic file in frames/), so a crash loses at most the clips in flight.
+
+The driver never loads a model: it checks each model's config, and the actors check the weights as
+they load them (`enrich.stages.base.loading`); one that cannot ends the run before any commit.
 """
 
 from __future__ import annotations
@@ -114,11 +117,11 @@ def new_run_id() -> str:
 
 
 def prepare(cfg: RunConfig, plan_only: bool = False) -> Prepared:
-    """Every check that can fail, before any work: input, output, models, plan.
+    """Every check that can fail before any work: input, output, models (resolved, staged on this
+    node and their configs checked; their weights are checked by the actors), plan.
 
-    When there is work, Ray starts while the models are being checked: the two take seconds each
-    and barely compete (Ray's start is mostly waiting on its own processes). `plan_only` stops after
-    the plan: models are resolved (their ids are in the plan's config hash) but not loaded.
+    When there is work, Ray starts while the models are being checked. `plan_only` stops after the
+    plan: models are resolved (their ids are in the plan's config hash) but not checked.
     """
     cfg = _normalized(cfg)
     storage.check_readable(cfg.input)

@@ -33,7 +33,8 @@ def test_resolving_a_smoke_model_does_not_import_torch_and_names_what_ops_build(
     assert out.strip() == "False"
 
     from enrich.ops import depth, pose
-    from enrich.stages import depth as depth_stage, pose as pose_stage
+    from enrich.stages import depth as depth_stage
+    from enrich.stages import pose as pose_stage
 
     assert set(depth_stage.RANDOM_MODELS) == set(depth.RANDOM_BUILDERS)
     assert set(pose_stage.RANDOM_MODELS) == set(pose.RANDOM_BUILDERS)
