@@ -139,7 +139,7 @@ def predict_rows(
     results, errors = per_item(fn, items)
     values = [empty] * len(batch[ERROR])
     failures = np.array(batch[ERROR], dtype=object)
-    for i, value, err in zip(rows, results, errors):
+    for i, value, err in zip(rows, results, errors, strict=True):
         if err is None:
             values[i] = value
         else:
@@ -159,6 +159,12 @@ class PerThread:
         if not hasattr(self._local, "value"):
             self._local.value = self._factory()
         return self._local.value
+
+
+def lazy_builders(names: Sequence[str], ops: Callable[[], Any]) -> dict[str, Callable[[str], None]]:
+    """`materialize` builders for the smoke models `names` of an ops module (`ops()` returns it, with
+    its `RANDOM_BUILDERS`), imported only when a node builds one: after that, it is on disk."""
+    return {name: (lambda folder, name=name: ops().RANDOM_BUILDERS[name](folder)) for name in names}
 
 
 @contextmanager

@@ -37,7 +37,7 @@ class Decode(Stage):
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         yield_to_models(self.nice)
-        for clip_id, uri in zip(batch["clip_id"], batch["clip_uri"]):
+        for clip_id, uri in zip(batch["clip_id"], batch["clip_uri"], strict=True):
             yield from self.decode_clip(str(clip_id), str(uri))
 
     def decode_clip(self, clip_id: str, uri: str) -> Iterator[dict[str, np.ndarray]]:

@@ -12,7 +12,17 @@ import numpy as np
 from enrich.models import ModelRef, materialize, resolve
 from enrich.ops.checkpoints import expect_model_type
 from enrich.ops.quantize import encode_png16, quantize
-from enrich.stages.base import ERROR, ModelStage, Stage, column, loading, ok_rows, predict_rows, use_threads
+from enrich.stages.base import (
+    ERROR,
+    ModelStage,
+    Stage,
+    column,
+    lazy_builders,
+    loading,
+    ok_rows,
+    predict_rows,
+    use_threads,
+)
 
 # Frames per forward pass when not configured. On CPU a batch is slower per frame than single
 # frames (measured 1.65-1.78 s vs 1.89-1.93 s per 480p frame, ViT-S, 2 cores); GPUs want batches.
@@ -31,8 +41,7 @@ def _ops():
     return depth
 
 
-# Built on first use, where the model code is already imported (the driver only builds one once).
-RANDOM_BUILDERS = {name: (lambda folder, name=name: _ops().RANDOM_BUILDERS[name](folder)) for name in RANDOM_MODELS}
+RANDOM_BUILDERS = lazy_builders(RANDOM_MODELS, _ops)
 
 
 class Depth(Stage):

@@ -13,7 +13,17 @@ import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
 from enrich.ops.checkpoints import detector_person, expect_model_type
-from enrich.stages.base import ERROR, ModelStage, PerThread, Stage, loading, ok_rows, predict_rows, use_threads
+from enrich.stages.base import (
+    ERROR,
+    ModelStage,
+    PerThread,
+    Stage,
+    lazy_builders,
+    loading,
+    ok_rows,
+    predict_rows,
+    use_threads,
+)
 
 DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 8}
 
@@ -29,8 +39,7 @@ def _ops():
     return pose
 
 
-# Built on first use, where the model code is already imported (the driver only builds one once).
-RANDOM_BUILDERS = {name: (lambda folder, name=name: _ops().RANDOM_BUILDERS[name](folder)) for name in RANDOM_MODELS}
+RANDOM_BUILDERS = lazy_builders(RANDOM_MODELS, _ops)
 
 
 class Pose(Stage):
