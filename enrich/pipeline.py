@@ -383,8 +383,10 @@ def _model_load_errors(batches):
         if not getattr(exc, "actor_init_failed", False) and "ModelLoadError" not in str(exc):
             raise
         found = re.findall(r"ModelLoadError: (.+)", str(exc))
-        last = [line.strip() for line in str(exc).splitlines() if line.strip()][-1:] or [type(exc).__name__]
-        raise UsageError(found[-1].strip() if found else f"a model actor could not start: {last[0][:300]}") from None
+        if found:
+            raise UsageError(found[-1].strip()) from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        raise UsageError(f"a model actor could not start: {lines[-1][:300]}") from None
 
 
 def _record(summary: RunSummary, clip_id: str, error: str | None, n_frames: int) -> None:

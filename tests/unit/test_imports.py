@@ -21,16 +21,25 @@ def test_stage_module_does_not_import_torch(module):
     assert out.strip() == "False", f"importing {module} imports torch"
 
 
+# The driver's work on the smoke models of depth and pose, in a fresh interpreter; `{work}` is
+# `stage.resolve(cfg)` or `stage.check(stage.resolve(cfg))`. Prints whether torch and transformers got imported.
+DRIVER_WORK = (
+    "import sys; from enrich.stages import model_stage; from enrich.config import DepthConfig, PoseConfig\n"
+    "for name, cfg in [('depth', DepthConfig(model='random:depth-anything-v2-small')),\n"
+    "                  ('pose', PoseConfig(model='random:vitpose-tiny', detector_model='random:rtdetr-tiny'))]:\n"
+    "    stage = model_stage(name); {work}\n"
+    "print('torch' in sys.modules, 'transformers' in sys.modules)"
+)
+
+
+def driver_imports(work: str) -> str:
+    code = DRIVER_WORK.format(work=work)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_resolving_a_smoke_model_does_not_import_torch_and_names_what_ops_build():
     """The driver resolves specs before anything starts; the names must match the builders."""
-    code = (
-        "import sys; from enrich.stages import model_stage; from enrich.config import DepthConfig, PoseConfig\n"
-        "model_stage('depth').resolve(DepthConfig(model='random:depth-anything-v2-small'))\n"
-        "model_stage('pose').resolve(PoseConfig(model='random:vitpose-tiny', detector_model='random:rtdetr-tiny'))\n"
-        "print('torch' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert driver_imports("stage.resolve(cfg)").split()[0] == "False"
 
     from enrich.ops import depth, pose
     from enrich.stages import depth as depth_stage
@@ -52,12 +61,4 @@ def test_checking_a_model_on_the_driver_does_not_import_torch():
     for name, cfg in configs.items():  # builds the smoke models once (with torch), as a first run would
         stage = model_stage(name)
         stage.check(stage.resolve(cfg))
-    code = (
-        "import sys; from enrich.stages import model_stage; from enrich.config import DepthConfig, PoseConfig\n"
-        "for name, cfg in [('depth', DepthConfig(model='random:depth-anything-v2-small')),\n"
-        "                  ('pose', PoseConfig(model='random:vitpose-tiny', detector_model='random:rtdetr-tiny'))]:\n"
-        "    stage = model_stage(name); stage.check(stage.resolve(cfg))\n"
-        "print('torch' in sys.modules, 'transformers' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False False"
+    assert driver_imports("stage.check(stage.resolve(cfg))") == "False False"

@@ -8,6 +8,13 @@ def clip(name, size=10, etag="e"):
     return Clip(name, f"/in/{name}", size, etag)
 
 
+def finished(name, **columns):
+    """A clips row as a run of r1 writes it for a clip that went ok."""
+    return dict(
+        clip_id=name, clip_uri=f"/in/{name}", size_bytes=10, etag="e", status="ok", n_frames=3, run_id="r1", **columns
+    )
+
+
 def state(**status):
     rows = [
         dict(
@@ -59,22 +66,7 @@ def test_failed_clips_are_retried_up_to_the_limit():
 
 def test_merge_replaces_rows_of_the_same_clip():
     previous = state(a="ok", b="failed")
-    merged = merge_clips(
-        previous,
-        [
-            dict(
-                clip_id="b",
-                clip_uri="/in/b",
-                size_bytes=10,
-                etag="e",
-                status="ok",
-                n_frames=3,
-                config_hash="h1",
-                run_id="r1",
-                depth_model="m",
-            )
-        ],
-    )
+    merged = merge_clips(previous, [finished("b", config_hash="h1", depth_model="m")])
     rows = {r["clip_id"]: r for r in merged.to_pylist()}
     assert len(merged) == 2 and rows["b"]["status"] == "ok" and rows["b"]["run_id"] == "r1"
     assert rows["a"]["run_id"] == "r0"
@@ -91,22 +83,7 @@ def test_a_clips_table_from_an_older_version_gains_the_new_columns(tmp_path):
     pq.write_table(old, tmp_path / "clips" / "clips.parquet")
     previous = read_clips(str(tmp_path))
     assert previous.column("flow_model").null_count == 2
-    merged = merge_clips(
-        previous,
-        [
-            dict(
-                clip_id="b",
-                clip_uri="/in/b",
-                size_bytes=10,
-                etag="e",
-                status="ok",
-                n_frames=3,
-                config_hash="h2",
-                run_id="r1",
-                flow_model="raft@1",
-            )
-        ],
-    )
+    merged = merge_clips(previous, [finished("b", config_hash="h2", flow_model="raft@1")])
     rows = {r["clip_id"]: r for r in merged.to_pylist()}
     assert rows["b"]["flow_model"] == "raft@1" and rows["a"]["depth_model"] == "m"
 
