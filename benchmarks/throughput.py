@@ -155,6 +155,20 @@ def naive_loop(clips: list[Path], model_dir: str, fps: float, max_frames: int, o
     return seconds, int(proc.stdout.strip().splitlines()[-1])
 
 
+def warm_up(clip: Path, spec: str, model_dir: str, batch: int, stages: list[str], naive: bool) -> None:
+    """One untimed run on one frame of one clip, just before a command is timed: `enrich run` when
+    `stages` are given, else the naive loop. Both timed commands then start from the same warm page
+    cache; without it, whichever ran longer ago reads its libraries from disk (on a VM that evicts
+    idle file pages this alone was seen to cost up to a minute)."""
+    with tempfile.TemporaryDirectory() as one:
+        os.symlink(clip, os.path.join(one, clip.name))
+        os.makedirs(os.path.join(one, "out"))
+        if stages:
+            end_to_end(Path(one), spec, 1.0, 1, batch, os.path.join(one, "out"), stages)
+        elif naive:
+            naive_loop([clip], model_dir, 1.0, 1, os.path.join(one, "out"))
+
+
 def _cuda() -> bool:
     import torch
 
@@ -171,6 +185,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="depth batch; default: enrich's, 1 CPU, 16 GPU")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--cold", action="store_true", help="no untimed one-frame run of each command before it is timed"
+    )
     args = parser.parse_args()
     stages = [s for s in ("depth", "flow", "pose") if s in args.stages.split(",")]
     batch = args.batch_size or DEFAULT_BATCH_SIZE["gpu" if _cuda() else "cpu"]
@@ -204,12 +221,15 @@ def main() -> None:
         seconds, people = pose_only(frames, POSE_BATCH[device_kind])
         only["pose"] = (seconds, n, f"frames ({people} people)")
     encode_s = encode_only(maps) if maps else 0.0
+    run_naive = not args.skip_naive and stages == ["depth"]
     with tempfile.TemporaryDirectory() as out:
+        if not args.cold:
+            warm_up(clips[0], spec, model_dir, batch, stages, run_naive)
         e2e_s, e2e_line = end_to_end(args.clips, spec, args.fps, args.max_frames_per_clip, batch, out, stages)
+        if run_naive and not args.cold:
+            warm_up(clips[0], spec, model_dir, batch, [], run_naive)
         naive_s, naive_n = (
-            (None, 0)
-            if args.skip_naive or stages != ["depth"]
-            else naive_loop(clips, model_dir, args.fps, args.max_frames_per_clip, out)
+            naive_loop(clips, model_dir, args.fps, args.max_frames_per_clip, out) if run_naive else (None, 0)
         )
 
     print()
