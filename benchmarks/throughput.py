@@ -243,12 +243,14 @@ def main() -> None:
     print(f"{'model(s) only, summed':<28} {n / all_models_s:>9.3f} {all_models_s:>8.1f}")
     print(f"{'enrich run (whole command)':<28} {n / e2e_s:>9.3f} {e2e_s:>8.1f}")
     if naive_s:
-        assert naive_n == n, f"naive loop sampled {naive_n} frames, enrich {n}"
-        print(f"{'naive loop':<28} {n / naive_s:>9.3f} {naive_s:>8.1f}")
+        # The naive loop samples with a rounded frame step, which can pick a few frames more or fewer
+        # than enrich's timestamp sampling; the rates are per frame it wrote.
+        other = "" if naive_n == n else f"  ({naive_n} frames: its own sampling)"
+        print(f"{'naive loop':<28} {naive_n / naive_s:>9.3f} {naive_s:>8.1f}{other}")
     print()
     print(f"enrich run / model(s) only: {all_models_s / e2e_s:.2f}")
     if naive_s:
-        print(f"enrich run / naive loop: {naive_s / e2e_s:.2f}")
+        print(f"enrich run / naive loop: {(n / e2e_s) / (naive_n / naive_s):.2f}  (frames/s)")
     print(f"(enrich run: {e2e_line})")
     print()
     print("per-stage cost, in-process, ms per frame:")
