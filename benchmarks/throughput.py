@@ -8,7 +8,8 @@ Random weights of the real architectures at the real input sizes cost the same a
 Depth Anything V2 (ViT-S/B/L), RAFT large, ViTPose-B with an RT-DETR R50 detector.
 Prints each stage's model-only rate (in-process, on frames already in memory), the whole `enrich
 run` command's rate and the naive depth loop's (`naive_depth.py`, depth only; both timed as whole
-commands, each a fresh Python process), the ratios, and a per-stage breakdown measured in-process.
+commands, each a fresh Python process, each just after an untimed run of itself on one frame, which
+`--cold` skips), the ratios, and a per-stage breakdown measured in-process.
 """
 
 from __future__ import annotations
@@ -63,11 +64,12 @@ def model_only(model_dir: str, frames: list[np.ndarray], batch: int, precision: 
 def flow_only(per_clip: list[list[np.ndarray]], batch: int) -> tuple[float, int]:
     """RAFT large on each frame and its successor in the clip, as the flow stage pairs them."""
     from enrich.ops.flow import FlowEstimator
-    from enrich.stages.flow import RANDOM_BUILDERS as FLOW_BUILDERS, WEIGHTS_FILE
+    from enrich.stages.flow import RANDOM_BUILDERS as FLOW_BUILDERS
+    from enrich.stages.flow import WEIGHTS_FILE
 
     folder = materialize(ModelRef("random:raft_large", "random", "raft_large", "seed0"), FLOW_BUILDERS)
     estimator = FlowEstimator("raft_large", os.path.join(folder, WEIGHTS_FILE))
-    pairs = [(a, b) for frames in per_clip for a, b in zip(frames, frames[1:])]
+    pairs = [(a, b) for frames in per_clip for a, b in zip(frames, frames[1:], strict=False)]
     estimator.predict(pairs[:1])
     started = time.perf_counter()
     for i in range(0, len(pairs), batch):
@@ -78,7 +80,8 @@ def flow_only(per_clip: list[list[np.ndarray]], batch: int) -> tuple[float, int]
 
 def pose_only(frames: list[np.ndarray], batch: int) -> tuple[float, int]:
     """RT-DETR R50 then ViTPose-B on every person it finds (the detector is biased to find some)."""
-    from enrich.ops.pose import RANDOM_BUILDERS as POSE_BUILDERS, PoseEstimator
+    from enrich.ops.pose import RANDOM_BUILDERS as POSE_BUILDERS
+    from enrich.ops.pose import PoseEstimator
 
     pose = materialize(ModelRef("random:vitpose-base", "random", "vitpose-base", "seed0"), POSE_BUILDERS)
     detector = materialize(ModelRef("random:rtdetr-r50", "random", "rtdetr-r50", "seed0"), POSE_BUILDERS)

@@ -239,7 +239,8 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
         dest="temporal_cut_threshold",
         type=float,
         default=s,
-        help="scene cut: structural distance between consecutive frames, 0..1 (default: 0.15; README: Temporal consistency)",
+        help="scene cut: structural distance between consecutive frames, 0..1 "
+        "(default: 0.15; README: Temporal consistency)",
     )
 
 

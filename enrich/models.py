@@ -123,7 +123,8 @@ def _resolve_hub(repo_id: str) -> ModelRef:
         except Exception:
             reason = type(online_error).__name__
             raise UsageError(
-                f"cannot fetch model {repo_id!r} from the Hugging Face hub ({reason}) and it is not in the local cache; "
+                f"cannot fetch model {repo_id!r} from the Hugging Face hub ({reason}) "
+                "and it is not in the local cache; "
                 "pass a local save_pretrained folder or an s3:// prefix, or a smoke model such as "
                 "random:depth-anything-v2-small"
             ) from None

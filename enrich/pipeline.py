@@ -101,7 +101,8 @@ class RunSummary:
     def lines(self) -> list[str]:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
         out = [
-            f"run {self.run_id}: {self.clips_ok} clips ok, {self.clips_failed} failed, {self.clips_skipped} up to date; "
+            f"run {self.run_id}: {self.clips_ok} clips ok, {self.clips_failed} failed, "
+            f"{self.clips_skipped} up to date; "
             f"{self.frames} frames written in {self.seconds:.1f}s ({rate:.2f} frames/s)",
             f"manifest: {storage.join(self.output, 'frames')} and {storage.join(self.output, 'clips')}",
         ]

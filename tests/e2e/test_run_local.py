@@ -37,7 +37,8 @@ def test_fixture_catalog_end_to_end_with_depth_oracle(run, fixtures_dir, tiny_de
     assert sorted(clips["clip_id"].to_pylist()) == sorted(p.name for p in fixtures_dir.glob("*.mp4"))
     assert set(clips["status"].to_pylist()) == {"ok"}
     assert frames.num_rows == sum(clips["n_frames"].to_pylist()) == 18
-    assert len(set(zip(frames["clip_id"].to_pylist(), frames["frame_index"].to_pylist()))) == frames.num_rows
+    keys = zip(frames["clip_id"].to_pylist(), frames["frame_index"].to_pylist(), strict=True)
+    assert len(set(keys)) == frames.num_rows
 
     import decord
     from PIL import Image

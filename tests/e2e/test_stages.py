@@ -70,7 +70,7 @@ def transformers_pose(pose_dir, detector_dir, frame: np.ndarray, threshold: floa
             "keypoints": r["keypoints"].numpy(),
             "kp_scores": r["scores"].numpy(),
         }
-        for box, score, r in zip(boxes, found["scores"][people].numpy(), results)
+        for box, score, r in zip(boxes, found["scores"][people].numpy(), results, strict=True)
     ]
 
 
@@ -97,17 +97,17 @@ def test_three_stages_in_one_pass_match_the_references(
         assert own[-1]["flow_png"] is None and all(r["flow_png"] for r in own[:-1])
     walk = [r for r in rows if r["clip_id"] == "walk.mp4"]  # 720x1280: RAFT needs no padding
     frames = frames_of(fixtures_dir / "tokyo_walk.mp4", [r["frame_index"] for r in walk])
-    for r, first, second in zip(walk, frames, frames[1:]):
+    for r, first, second in zip(walk, frames, frames[1:], strict=False):
         flow, valid = decode_flow_png(r["flow_png"])
         assert flow.shape == (720, 1280, 2) and valid.all()
         # 1/128 px of PNG rounding, plus float noise between thread counts (RAFT iterates on it)
         np.testing.assert_allclose(flow, torchvision_flow(tiny_raft, first, second), atol=0.5 / 64 + 2e-3)
     # pose: the people of each frame, as transformers' reference recipe finds them
     tiny_frames = frames_of(fixtures_dir / "tiny_2fps.mp4", [r["frame_index"] for r in rows[:3]])
-    for r, frame in zip(rows[:3] + walk, tiny_frames + frames):
+    for r, frame in zip(rows[:3] + walk, tiny_frames + frames, strict=True):
         expected = transformers_pose(*tiny_pose_models, frame, threshold=0.5)
         assert len(r["pose"]) == len(expected)
-        for got, want in zip(r["pose"], expected):
+        for got, want in zip(r["pose"], expected, strict=True):
             np.testing.assert_allclose(got["bbox"], want["bbox"], rtol=1e-4, atol=1e-2)
             assert got["score"] == pytest.approx(want["score"], abs=1e-4)
             assert len(got["keypoints"]) == 17
@@ -134,7 +134,7 @@ def test_flow_pairs_span_decode_chunks_and_batches(run, tiny_depth_model, tiny_r
     assert len(sintel) == 10 and all(r["depth_png"] is None and r["depth_model"] is None for r in rows)
     frames = frames_of(fixtures_dir / "sintel_scene_cuts_10s.mp4", [r["frame_index"] for r in sintel])
     estimator = FlowEstimator("raft_small", str(tiny_raft), num_updates=2)
-    for r, first, second in zip(sintel, frames, frames[1:]):
+    for r, first, second in zip(sintel, frames, frames[1:], strict=False):
         flow, valid = decode_flow_png(r["flow_png"])
         want = estimator.predict([(first, second)])[0]
         assert flow.shape == (480, 854, 2)

@@ -28,7 +28,7 @@ def reference(model_dir, frame):
 def test_batched_mixed_sizes_equal_pipeline(tiny_depth_model, frames):
     estimator = DepthEstimator(str(tiny_depth_model))
     maps = estimator.predict(frames)
-    for frame, depth in zip(frames, maps):
+    for frame, depth in zip(frames, maps, strict=True):
         assert depth.shape == frame.shape[:2] and depth.dtype == np.float32
         ref = reference(tiny_depth_model, frame)
         assert depth.std() > 0
