@@ -62,7 +62,8 @@ def model_only(model_dir: str, frames: list[np.ndarray], batch: int, precision: 
 
 
 def flow_only(per_clip: list[list[np.ndarray]], batch: int) -> tuple[float, int]:
-    """RAFT large on each frame and its successor in the clip, as the flow stage pairs them."""
+    """RAFT large on each frame and its successor in the clip, forward and backward, as the flow
+    stage pairs them and runs them by default (`--no-flow-backward` halves its work)."""
     from enrich.ops.flow import FlowEstimator
     from enrich.stages.flow import RANDOM_BUILDERS as FLOW_BUILDERS
     from enrich.stages.flow import WEIGHTS_FILE
@@ -74,6 +75,7 @@ def flow_only(per_clip: list[list[np.ndarray]], batch: int) -> tuple[float, int]
     started = time.perf_counter()
     for i in range(0, len(pairs), batch):
         estimator.predict(pairs[i : i + batch])
+        estimator.predict([(b, a) for a, b in pairs[i : i + batch]])
     _sync()
     return time.perf_counter() - started, len(pairs)
 
