@@ -15,11 +15,13 @@ commands, each a fresh Python process, each just after an untimed run of itself 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +72,13 @@ def flow_only(per_clip: list[list[np.ndarray]], batch: int) -> tuple[float, int]
 
     folder = materialize(ModelRef("random:raft_large", "random", "raft_large", "seed0"), FLOW_BUILDERS)
     estimator = FlowEstimator("raft_large", os.path.join(folder, WEIGHTS_FILE))
-    pairs = [(a, b) for frames in per_clip for a, b in zip(frames, frames[1:], strict=False)]
+    pairs = [pair for frames in per_clip for pair in itertools.pairwise(frames)]
     estimator.predict(pairs[:1])
     started = time.perf_counter()
     for i in range(0, len(pairs), batch):
-        estimator.predict(pairs[i : i + batch])
-        estimator.predict([(b, a) for a, b in pairs[i : i + batch]])
+        group = pairs[i : i + batch]
+        estimator.predict(group)
+        estimator.predict([(b, a) for a, b in group])
     _sync()
     return time.perf_counter() - started, len(pairs)
 
@@ -160,18 +163,15 @@ def naive_loop(clips: list[Path], model_dir: str, fps: float, max_frames: int, o
     return seconds, int(proc.stdout.strip().splitlines()[-1])
 
 
-def warm_up(clip: Path, spec: str, model_dir: str, batch: int, stages: list[str], naive: bool) -> None:
-    """One untimed run on one frame of one clip, just before a command is timed: `enrich run` when
-    `stages` are given, else the naive loop. Both timed commands then start from the same warm page
-    cache; without it, whichever ran longer ago reads its libraries from disk (on a VM that evicts
-    idle file pages this alone was seen to cost up to a minute)."""
+def warm_up(clip: Path, command: Callable[[Path, str], object]) -> None:
+    """An untimed run of `command(folder, out)` on a folder holding only `clip`, just before the same
+    command is timed (callers ask it for one frame). Both timed commands then start from the same
+    warm page cache; without it, whichever ran longer ago reads its libraries from disk (on a VM that
+    evicts idle file pages this alone was seen to cost up to a minute)."""
     with tempfile.TemporaryDirectory() as one:
         os.symlink(clip, os.path.join(one, clip.name))
         os.makedirs(os.path.join(one, "out"))
-        if stages:
-            end_to_end(Path(one), spec, 1.0, 1, batch, os.path.join(one, "out"), stages)
-        elif naive:
-            naive_loop([clip], model_dir, 1.0, 1, os.path.join(one, "out"))
+        command(Path(one), os.path.join(one, "out"))
 
 
 def _cuda() -> bool:
@@ -229,10 +229,10 @@ def main() -> None:
     run_naive = not args.skip_naive and stages == ["depth"]
     with tempfile.TemporaryDirectory() as out:
         if not args.cold:
-            warm_up(clips[0], spec, model_dir, batch, stages, run_naive)
+            warm_up(clips[0], lambda folder, scratch: end_to_end(folder, spec, 1.0, 1, batch, scratch, stages))
         e2e_s, e2e_line = end_to_end(args.clips, spec, args.fps, args.max_frames_per_clip, batch, out, stages)
         if run_naive and not args.cold:
-            warm_up(clips[0], spec, model_dir, batch, [], run_naive)
+            warm_up(clips[0], lambda folder, scratch: naive_loop([clips[0]], model_dir, 1.0, 1, scratch))
         naive_s, naive_n = (
             naive_loop(clips, model_dir, args.fps, args.max_frames_per_clip, out) if run_naive else (None, 0)
         )
