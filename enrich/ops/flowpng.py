@@ -1,6 +1,5 @@
-"""KITTI optical-flow PNGs: 16-bit RGB, written and read with numpy and zlib only.
-
-PIL cannot write 16-bit RGB and reads it as 8-bit, so the chunks are built here. The format is
+"""KITTI optical-flow PNGs: 16-bit RGB, written (`enrich.ops.png16`) and read with numpy and zlib
+only, as PIL reads 16-bit RGB as 8-bit. The format is
 KITTI's: channel 0 holds u (x displacement), channel 1 holds v (y displacement), channel 2 the
 valid flag, and
 
@@ -17,12 +16,12 @@ import zlib
 
 import numpy as np
 
-_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from enrich.ops.png16 import FILTER_NONE, FILTER_SUB, FILTER_UP, SIGNATURE, encode_png16
+
 _OFFSET = 2**15
 _SCALE = 64.0
 _CHANNELS = 3
 _BYTES_PER_PIXEL = 2 * _CHANNELS
-_FILTER_NONE, _FILTER_SUB, _FILTER_UP = 0, 1, 2
 _GENERAL_READER = "use cv2.imread(path, cv2.IMREAD_UNCHANGED) (BGR order) for general PNGs"
 
 
@@ -31,9 +30,8 @@ def encode_flow_png(flow: np.ndarray, compress_level: int = 1) -> bytes:
 
     A vector that is not finite, or whose stored value would fall outside 0..65535 (beyond ±512
     px), is marked invalid and stored as u = v = 2**15 (zero flow): clipping it, as KITTI's devkit
-    does, would keep a wrong vector marked valid. Every scanline uses filter type 2 ("Up"): on
-    smooth flow it compresses 2-15x better than filter 0 and, with less for zlib to chew on, is
-    no slower.
+    does, would keep a wrong vector marked valid. The "Up" filter of every scanline compresses
+    smooth flow 2-15x better than no filter and, with less for zlib to chew on, is no slower.
     """
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2 or 0 in flow.shape:
@@ -45,19 +43,7 @@ def encode_flow_png(flow: np.ndarray, compress_level: int = 1) -> bytes:
     samples = np.empty((height, width, _CHANNELS), np.uint16)
     samples[..., :2] = np.where(valid[..., None], stored, _OFFSET)
     samples[..., 2] = valid
-    rows = samples.astype(">u2").view(np.uint8).reshape(height, width * _BYTES_PER_PIXEL)
-    filtered = rows.copy()
-    filtered[1:] -= rows[:-1]  # "Up": uint8 arithmetic wraps modulo 256, as the PNG spec defines
-    scanlines = np.concatenate([np.full((height, 1), _FILTER_UP, np.uint8), filtered], axis=1)
-    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return b"".join(
-        [
-            _SIGNATURE,
-            _chunk(b"IHDR", header),
-            _chunk(b"IDAT", zlib.compress(scanlines.tobytes(), compress_level)),
-            _chunk(b"IEND", b""),
-        ]
-    )
+    return encode_png16(samples, compress_level)
 
 
 def decode_flow_png(data: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -83,15 +69,11 @@ def decode_flow_png(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return flow, valid
 
 
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
 def _read_chunks(data: bytes) -> tuple[int, int, bytes]:
     """Check signature, CRCs and header; return width, height and the joined IDAT payloads."""
-    if not data.startswith(_SIGNATURE):
+    if not data.startswith(SIGNATURE):
         raise ValueError("not a PNG file (bad signature)")
-    position, header, idat = len(_SIGNATURE), None, []
+    position, header, idat = len(SIGNATURE), None, []
     while position + 12 <= len(data):
         (length,) = struct.unpack_from(">I", data, position)
         kind = data[position + 4 : position + 8]
@@ -124,11 +106,11 @@ def _unfilter(scanlines: np.ndarray) -> np.ndarray:
     rows = np.empty((scanlines.shape[0], scanlines.shape[1] - 1), np.uint8)
     previous = np.zeros(rows.shape[1], np.uint8)
     for index, (kind, line) in enumerate(zip(scanlines[:, 0], scanlines[:, 1:], strict=True)):
-        if kind == _FILTER_NONE:
+        if kind == FILTER_NONE:
             rows[index] = line
-        elif kind == _FILTER_SUB:  # running sum of each byte position across pixels, modulo 256
+        elif kind == FILTER_SUB:  # running sum of each byte position across pixels, modulo 256
             rows[index] = np.cumsum(line.reshape(-1, _BYTES_PER_PIXEL), axis=0, dtype=np.uint8).reshape(-1)
-        elif kind == _FILTER_UP:
+        elif kind == FILTER_UP:
             rows[index] = line + previous
         else:
             raise ValueError(
