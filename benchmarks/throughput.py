@@ -8,8 +8,9 @@ Random weights of the real architectures at the real input sizes cost the same a
 Depth Anything V2 (ViT-S/B/L), RAFT large, ViTPose-B with an RT-DETR R50 detector.
 Prints each stage's model-only rate (in-process, on frames already in memory), the whole `enrich
 run` command's rate and the naive depth loop's (`naive_depth.py`, depth only; both timed as whole
-commands, each a fresh Python process, each just after an untimed run of itself on one frame, which
-`--cold` skips), the ratios, and a per-stage breakdown measured in-process.
+commands, each a fresh Python process), each command's time on a single frame (its fixed cost) and
+its rate on the frames after the first, the ratios, and a per-stage breakdown measured in-process.
+Each command is timed just after an untimed run of itself on one frame (`--cold` skips it).
 """
 
 from __future__ import annotations
@@ -163,15 +164,34 @@ def naive_loop(clips: list[Path], model_dir: str, fps: float, max_frames: int, o
     return seconds, int(proc.stdout.strip().splitlines()[-1])
 
 
-def warm_up(clip: Path, command: Callable[[Path, str], object]) -> None:
-    """An untimed run of `command(folder, out)` on a folder holding only `clip`, just before the same
-    command is timed (callers ask it for one frame). Both timed commands then start from the same
-    warm page cache; without it, whichever ran longer ago reads its libraries from disk (on a VM that
-    evicts idle file pages this alone was seen to cost up to a minute)."""
+def one_frame(clip: Path, command: Callable[[Path, str], object], cold: bool) -> float:
+    """Seconds `command(folder, out)` takes on a folder holding only `clip` (callers ask it for one
+    frame): the command's fixed cost (start-up, model load, shutdown) plus one frame.
+
+    Unless `cold`, an untimed run of the same comes first, and the full run is timed just after
+    this one: both timed commands then start from the same warm page cache. Without it, whichever
+    ran longer ago reads its libraries from disk (on a VM that evicts idle file pages this alone
+    was seen to cost up to a minute)."""
     with tempfile.TemporaryDirectory() as one:
         os.symlink(clip, os.path.join(one, clip.name))
         os.makedirs(os.path.join(one, "out"))
+        if not cold:
+            command(Path(one), os.path.join(one, "out"))
+        started = time.perf_counter()
         command(Path(one), os.path.join(one, "out"))
+        return time.perf_counter() - started
+
+
+def after_first(frames: int, seconds: float, one_frame_s: float) -> float:
+    """Frames/s of the frames beyond the first: what a long run approaches."""
+    return (frames - 1) / (seconds - one_frame_s)
+
+
+def way_line(way: str, frames: int, seconds: float, one_frame_s: float | None = None) -> str:
+    line = f"{way:<28} {frames / seconds:>9.3f} {seconds:>8.1f}"
+    if one_frame_s is not None:
+        line += f" {one_frame_s:>10.1f} {after_first(frames, seconds, one_frame_s):>9.3f}"
+    return line
 
 
 def _cuda() -> bool:
@@ -228,14 +248,12 @@ def main() -> None:
     encode_s = encode_only(maps) if maps else 0.0
     run_naive = not args.skip_naive and stages == ["depth"]
     with tempfile.TemporaryDirectory() as out:
-        if not args.cold:
-            warm_up(clips[0], lambda folder, scratch: end_to_end(folder, spec, 1.0, 1, batch, scratch, stages))
+        e2e_1 = one_frame(clips[0], lambda f, o: end_to_end(f, spec, 1.0, 1, batch, o, stages), args.cold)
         e2e_s, e2e_line = end_to_end(args.clips, spec, args.fps, args.max_frames_per_clip, batch, out, stages)
-        if run_naive and not args.cold:
-            warm_up(clips[0], lambda folder, scratch: naive_loop([clips[0]], model_dir, 1.0, 1, scratch))
-        naive_s, naive_n = (
-            naive_loop(clips, model_dir, args.fps, args.max_frames_per_clip, out) if run_naive else (None, 0)
-        )
+        naive_1, naive_s, naive_n = 0.0, 0.0, 0
+        if run_naive:
+            naive_1 = one_frame(clips[0], lambda f, o: naive_loop([clips[0]], model_dir, 1.0, 1, o), args.cold)
+            naive_s, naive_n = naive_loop(clips, model_dir, args.fps, args.max_frames_per_clip, out)
 
     print()
     print("model only, in-process:")
@@ -244,18 +262,23 @@ def main() -> None:
     all_models_s = sum(seconds for seconds, _, _ in only.values())
     print(f"  all    {n / all_models_s:>8.3f} frames/s  (the stages one after another: {all_models_s:.1f}s)")
     print()
-    print(f"{'way':<28} {'frames/s':>9} {'seconds':>8}")
-    print(f"{'model(s) only, summed':<28} {n / all_models_s:>9.3f} {all_models_s:>8.1f}")
-    print(f"{'enrich run (whole command)':<28} {n / e2e_s:>9.3f} {e2e_s:>8.1f}")
+    # "one frame": the whole command on one frame of one clip, i.e. its fixed cost (start-up, model
+    # load, shutdown) plus a frame; "after it": the rate of the frames beyond the first, which is
+    # what a long run approaches. The naive loop samples with a rounded frame step, which can pick
+    # a few frames more or fewer than enrich's timestamp sampling; its rates are per frame it wrote.
+    print(f"{'way':<28} {'frames/s':>9} {'seconds':>8} {'one frame':>10} {'after it':>9}")
+    print(way_line("model(s) only, summed", n, all_models_s))
+    print(way_line("enrich run (whole command)", n, e2e_s, e2e_1))
     if naive_s:
-        # The naive loop samples with a rounded frame step, which can pick a few frames more or fewer
-        # than enrich's timestamp sampling; the rates are per frame it wrote.
         other = "" if naive_n == n else f"  ({naive_n} frames: its own sampling)"
-        print(f"{'naive loop':<28} {naive_n / naive_s:>9.3f} {naive_s:>8.1f}{other}")
+        print(way_line("naive loop", naive_n, naive_s, naive_1) + other)
     print()
     print(f"enrich run / model(s) only: {all_models_s / e2e_s:.2f}")
     if naive_s:
-        print(f"enrich run / naive loop: {(n / e2e_s) / (naive_n / naive_s):.2f}  (frames/s)")
+        print(
+            f"enrich run / naive loop: {(n / e2e_s) / (naive_n / naive_s):.2f} (frames/s), "
+            f"{after_first(n, e2e_s, e2e_1) / after_first(naive_n, naive_s, naive_1):.2f} after the first frame"
+        )
     print(f"(enrich run: {e2e_line})")
     print()
     print("per-stage cost, in-process, ms per frame:")
