@@ -90,9 +90,9 @@ class DepthEstimator:
         self.processor = AutoImageProcessor.from_pretrained(folder)
         self.model = load_checked(AutoModelForDepthEstimation, folder, dtype=self.dtype).to(self.device).eval()
         if self.device == "cpu":
-            # The DPT head's convolutions run faster on channels-last weights on CPU (measured, ViT-S,
-            # 720p: 5-8% per frame with one thread per call, 7-13% with two; results equal to ~1e-6).
-            # RAFT and the pose models gain nothing or lose from it; GPUs are unmeasured.
+            # The DPT head's convolutions run faster on channels-last weights on CPU, with maps equal
+            # to ~1e-6 (`benchmarks/depth_layout.py`). RAFT and the pose models gained nothing or
+            # lost from it when tried; GPUs are unmeasured.
             self.model = self.model.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
