@@ -49,7 +49,7 @@ from enrich.stages import model_stage
 from enrich.stages.audit import Audit
 from enrich.stages.base import ModelStage, StagePlan
 from enrich.stages.decode import Decode
-from enrich.stages.temporal import FinishClip
+from enrich.stages.temporal import FinishClip, Summarize
 from enrich.stages.write import WriteParts
 from enrich.tracker import ClipProgress, ClipTracker
 
@@ -209,6 +209,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
         )
         if stage.encoder:
             plans.append(StagePlan(stage.encoder, batch_size=8))
+    plans.append(StagePlan(Summarize, batch_size=8))
     plans.append(StagePlan(Audit, dict(cfg=cfg.audit), batch_size=8))
     ids = prep.model_ids
     constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}

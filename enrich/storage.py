@@ -9,6 +9,7 @@ an S3 PUT is atomic by itself. Readers therefore never see a partial file.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from enrich.errors import UsageError
 
@@ -178,12 +180,29 @@ def write_bytes(uri: str, data: bytes) -> None:
         bucket, key = split_s3(uri)
         s3_client().put_object(Bucket=bucket, Key=key, Body=data)
         return
+    with atomic_output(uri) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_output(uri: str) -> Iterator[BinaryIO]:
+    """A file to write `uri` through, published atomically when the block ends without error, and
+    never otherwise: locally a hidden temporary file beside the target, fsynced and renamed over it;
+    for S3 a local temporary file, uploaded at the end (multipart when large; an upload is only
+    visible once complete). Memory stays that of the writer, whatever the file's size."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        with tempfile.TemporaryFile(prefix="enrich-upload-") as f:
+            yield f
+            f.seek(0)
+            s3_client().upload_fileobj(f, bucket, key)
+        return
     folder = os.path.dirname(uri)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(uri)}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, uri)
@@ -196,6 +215,49 @@ def write_bytes(uri: str, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def open_input(uri: str) -> BinaryIO:
+    """A seekable binary file for reading `uri`. On S3 each read is a ranged GET, so a Parquet reader
+    fetches the footer and the column chunks it needs, never the whole object."""
+    if not is_s3(uri):
+        return open(uri, "rb")
+    return _S3Reader(uri)
+
+
+class _S3Reader(io.RawIOBase):
+    def __init__(self, uri: str):
+        self.bucket, self.key = split_s3(uri)
+        self.size = s3_client().head_object(Bucket=self.bucket, Key=self.key)["ContentLength"]
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
+        if end <= self.position:
+            return b""
+        body = s3_client().get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end - 1}")
+        data = body["Body"].read()
+        self.position += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def create_exclusive(uri: str, data: bytes) -> bool:

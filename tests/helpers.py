@@ -117,3 +117,53 @@ def write_bad_clips(folder: Path, fixtures: Path) -> Path:
     (folder / "corrupt.mp4").write_bytes(garble_media_data(fixtures / "sintel_scene_cuts_10s.mp4"))
     (folder / "notes.txt").write_text("not a clip: ignored\n")
     return folder
+
+
+def stage_clip(staging: Path, clip_id: str, frames: list[dict], part_size: int = 3, size: tuple | None = None):
+    """Stage a clip's rows the way the pipeline does (encode-depth, the temporal summary, write), in
+    parts of `part_size` frames written last part first, so the commit must put them back in order.
+
+    Each frame is a dict with `depth` (a float map), `thumb` (RGB uint8) and optionally `flags`,
+    `audit` and `depth_png` (bytes that replace the encoded PNG, e.g. a large stand-in: the commit
+    never decodes it). `size` (height, width): the frame size rows claim (default: the depth map's)."""
+    import json
+
+    from enrich.stages.audit import thumbnail
+    from enrich.stages.base import ERROR, column
+    from enrich.stages.depth import EncodeDepth
+    from enrich.stages.temporal import Summarize
+    from enrich.stages.write import WriteParts
+
+    n = len(frames)
+    height, width = size or frames[0]["depth"].shape
+    writer = WriteParts(str(staging), constants={"run_id": "test-run", "config_hash": "test"})
+    for start in reversed(range(0, n, part_size)):
+        rows = list(range(start, min(n, start + part_size)))
+        k = len(rows)
+
+        def each(fn, dtype=object, rows=rows):
+            return np.array([fn(frames[i]) for i in rows], dtype=dtype)
+
+        batch = {
+            "clip_id": np.array([clip_id] * k, dtype=object),
+            "clip_uri": np.array([f"/clips/{clip_id}"] * k, dtype=object),
+            "frame_index": np.array(rows, dtype=np.int64),
+            "timestamp_s": np.array(rows, dtype=np.float64) / 10,
+            "width": np.full(k, width, np.int32),
+            "height": np.full(k, height, np.int32),
+            "depth": column([frames[i]["depth"] for i in rows]),
+            "depth_kind": np.array(["relative_disparity"] * k, dtype=object),
+            "thumb_jpeg": each(lambda f: thumbnail(f["thumb"])),
+            "flags": each(lambda f: json.dumps(f.get("flags", {}))),
+            "audit": each(lambda f: json.dumps(f.get("audit", {}))),
+            "expected": np.full(k, n, np.int64),
+            "source_frames": np.full(k, n, np.int64),
+            "fps": np.full(k, 10.0),
+            "duration_s": np.full(k, n / 10),
+            ERROR: np.array([""] * k, dtype=object),
+        }
+        batch = Summarize()(EncodeDepth()(batch))
+        for j, i in enumerate(rows):
+            if "depth_png" in frames[i]:
+                batch["depth_png"][j] = frames[i]["depth_png"]
+        writer(batch)

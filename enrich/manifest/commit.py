@@ -18,7 +18,8 @@ from enrich import storage
 from enrich.manifest.schema import CLIPS, FRAMES, clip_key, frames_file
 from enrich.runtime import yield_to_models
 
-ROW_GROUP_FRAMES = 32  # keeps reads of a few frames from pulling a whole clip
+ROW_GROUP_FRAMES = 32  # keeps reads of a few frames from pulling a whole clip ...
+ROW_GROUP_BYTES = 64 * 2**20  # ... and bounds what the commit holds at once: 4K maps are ~10-50 MB a frame
 
 
 def table_bytes(table: pa.Table, **kwargs) -> bytes:
@@ -30,30 +31,75 @@ def table_bytes(table: pa.Table, **kwargs) -> bytes:
 def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None, nice: int = 0) -> tuple[int, dict]:
     """Publish a finished clip (or withdraw a failed one's old rows).
 
-    `finish(table) -> (table, figures)` sees the clip's rows whole and in frame order before they
-    are published (`enrich.stages.temporal`). Returns the rows published and those figures. `nice`:
-    see `enrich.runtime.yield_to_models`."""
+    `finish(summary) -> (columns, figures)` sees the clip's small per-frame columns (`finish.reads`)
+    whole and in frame order, and returns the columns it rewrites (`enrich.stages.temporal`). The
+    large columns are streamed from the staged parts into the published file a row group at a time,
+    so memory is bounded by a row group, not by the clip. Returns the rows published and the
+    figures. `nice`: see `enrich.runtime.yield_to_models`."""
     yield_to_models(nice)
     parts_prefix = storage.join(staging, clip_key(clip_id))
     parts = storage.list_uris(parts_prefix)
     target = frames_file(output, clip_id)
     rows, figures = 0, {}
     if ok and parts:
-        tables = [pq.read_table(io.BytesIO(storage.read_bytes(uri)), schema=FRAMES) for uri in parts]
-        table = pa.concat_tables(tables)
-        table = table.take(pc.sort_indices(table, sort_keys=[("frame_index", "ascending")]))
-        if finish is not None:
-            try:
-                table, figures = finish(table)
-            except Exception as exc:  # the clip's rows are good: publish them as they are, and say why
-                reason = f"{type(exc).__name__}: {exc}"
-                figures = {"warning": f"{clip_id}: clip-level step failed, rows kept as computed ({reason})"}
-        storage.write_bytes(target, table_bytes(table, row_group_size=ROW_GROUP_FRAMES))
-        rows = table.num_rows
+        files = [pq.ParquetFile(storage.open_input(uri), pre_buffer=False) for uri in parts]
+        try:
+            rows, figures = _publish(target, files, finish, clip_id)
+        finally:
+            for f in files:
+                f.close()
     else:
         storage.delete(target)
     storage.delete_prefix(parts_prefix)
     return rows, figures
+
+
+def _publish(target: str, files: list[pq.ParquetFile], finish, clip_id: str) -> tuple[int, dict]:
+    # Every staged row, in frame order: (frame_index, part, row group, row in it).
+    where = [
+        (frame, p, g, r)
+        for p, f in enumerate(files)
+        for g in range(f.num_row_groups)
+        for r, frame in enumerate(f.read_row_group(g, columns=["frame_index"])["frame_index"].to_pylist())
+    ]
+    where.sort()
+    columns, figures = {}, {}
+    if finish is not None:
+        reads = ["frame_index", *finish.reads]
+        summary = pa.concat_tables(f.read(columns=reads) for f in files)
+        summary = summary.take(pc.sort_indices(summary, sort_keys=[("frame_index", "ascending")]))
+        try:
+            columns, figures = finish(summary)
+        except Exception as exc:  # the clip's rows are good: publish them as they are, and say why
+            reason = f"{type(exc).__name__}: {exc}"
+            figures = {"warning": f"{clip_id}: clip-level step failed, rows kept as computed ({reason})"}
+    with storage.atomic_output(target) as out, pq.ParquetWriter(out, FRAMES) as writer:
+        for start, stop in _row_groups(where, files):
+            group = pa.concat_tables(_row(files, *where[i][1:]) for i in range(start, stop))
+            for name, values in columns.items():
+                i = group.schema.get_field_index(name)
+                group = group.set_column(i, group.schema.field(name), values.slice(start, stop - start))
+            writer.write_table(group, row_group_size=group.num_rows)
+    return len(where), figures
+
+
+def _row(files: list[pq.ParquetFile], part: int, group: int, row: int) -> pa.Table:
+    return files[part].read_row_group(group, columns=FRAMES.names).slice(row, 1).cast(FRAMES)
+
+
+def _row_groups(where: list[tuple], files: list[pq.ParquetFile]):
+    """(start, stop) of each published row group: ROW_GROUP_FRAMES rows, or fewer when they would
+    hold more than ROW_GROUP_BYTES."""
+    start, size = 0, 0
+    for i, (_, part, group, _) in enumerate(where):
+        metadata = files[part].metadata.row_group(group)
+        row_bytes = metadata.total_byte_size // max(1, metadata.num_rows)
+        if i > start and (i - start >= ROW_GROUP_FRAMES or size + row_bytes > ROW_GROUP_BYTES):
+            yield start, i
+            start, size = i, 0
+        size += row_bytes
+    if where:
+        yield start, len(where)
 
 
 def clips_file(output: str) -> str:

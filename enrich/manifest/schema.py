@@ -75,6 +75,16 @@ FRAMES = pa.schema(
     ]
 )
 
+# What the write stage stages: the published columns, plus the small per-frame summaries that the
+# clip-level step reads at commit instead of the full-size maps (`enrich.stages.temporal`).
+STAGED = pa.schema(
+    [
+        *FRAMES,
+        ("depth_small", pa.list_(pa.float32())),  # depth shrunk to 96 px, row-major; null: no depth
+        ("flow_small", pa.list_(pa.float32())),  # forward flow at that size, (rows, cols, 2); null: none
+    ]
+)
+
 CLIPS = pa.schema(
     [
         ("clip_id", pa.string()),

@@ -37,13 +37,23 @@ def encode_flow_png(flow: np.ndarray, compress_level: int = 1) -> bytes:
     if flow.ndim != 3 or flow.shape[2] != 2 or 0 in flow.shape:
         raise ValueError(f"flow must be a non-empty [H, W, 2] array, got shape {flow.shape}")
     height, width = flow.shape[:2]
-    with np.errstate(invalid="ignore", over="ignore"):
-        stored = np.rint(flow.astype(np.float64) * _SCALE + _OFFSET)
-        valid = np.all((stored >= 0) & (stored <= 65535), axis=2)  # False for NaN and inf
+    stored, valid = _stored(flow)
     samples = np.empty((height, width, _CHANNELS), np.uint16)
     samples[..., :2] = np.where(valid[..., None], stored, _OFFSET)
     samples[..., 2] = valid
     return encode_png16(samples, compress_level)
+
+
+def _stored(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stored values of a flow field, and where they are valid (representable and finite)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        stored = np.rint(np.asarray(flow, dtype=np.float64) * _SCALE + _OFFSET)
+        return stored, np.all((stored >= 0) & (stored <= 65535), axis=2)  # False for NaN and inf
+
+
+def storable(flow: np.ndarray) -> np.ndarray:
+    """bool [H, W]: the vectors `encode_flow_png` stores as valid."""
+    return _stored(flow)[1]
 
 
 def decode_flow_png(data: bytes) -> tuple[np.ndarray, np.ndarray]:

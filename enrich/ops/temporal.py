@@ -23,13 +23,18 @@ MIN_PIXELS = 32  # fewer reliable pixels than this: no fit, the previous transfo
 HIST_BINS = 4  # per RGB channel, for cut detection next to flat frames
 
 
+def small_shape(height: int, width: int, side: int = SMALL_SIDE) -> tuple[int, int]:
+    """(rows, columns) of a map of that size once shrunk by `small_map`."""
+    f = min(1.0, side / max(height, width))
+    return max(1, round(height * f)), max(1, round(width * f))
+
+
 def small_map(values: np.ndarray, side: int = SMALL_SIDE) -> np.ndarray:
     """A float map shrunk (box filter) so its longest side is <= side; NaN stays NaN, without
     bleeding into its valid neighbours."""
     v = np.asarray(values, dtype=np.float32)
-    h, w = v.shape
-    f = min(1.0, side / max(h, w))
-    size = (max(1, round(w * f)), max(1, round(h * f)))
+    rows, cols = small_shape(*v.shape, side)
+    size = (cols, rows)
     valid = np.isfinite(v)
     total = np.asarray(Image.fromarray(np.where(valid, v, 0).astype(np.float32)).resize(size, Image.BOX))
     weight = np.asarray(Image.fromarray(valid.astype(np.float32)).resize(size, Image.BOX))

@@ -24,6 +24,7 @@ from enrich.stages.base import ERROR, Stage, column
 CLIP_COLUMNS = ("clip_id", "clip_uri")
 FRAME_COLUMNS = ("frame_index", "timestamp_s", "width", "height", "frame", "expected")
 VIDEO_COLUMNS = ("source_frames", "fps", "duration_s")
+CHUNK_BYTES = 64 * 2**20
 
 
 class Decode(Stage):
@@ -46,7 +47,9 @@ class Decode(Stage):
             with storage.local_copy(uri) as path:
                 reader = video.open_video(path)
                 info, indices, timestamps = video.sampled(reader, self.fps, self.max_frames)
-                chunks = video.read_chunks(reader, indices, timestamps, self.chunk)
+                # At most CHUNK_BYTES of frames at once: 8 frames up to 1080p, 2 at 4K.
+                chunk = max(1, min(self.chunk, CHUNK_BYTES // (info.width * info.height * 3)))
+                chunks = video.read_chunks(reader, indices, timestamps, chunk)
                 for chunk, following in _with_next(chunks) if self.pairs else ((c, None) for c in chunks):
                     rows = _frame_rows(clip_id, uri, chunk, info, expected=len(indices))
                     if self.pairs:

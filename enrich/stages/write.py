@@ -16,10 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from enrich import storage
-from enrich.manifest.schema import FRAMES, JSON_COLUMNS, MODEL_COLUMNS, clip_key
+from enrich.manifest.schema import JSON_COLUMNS, MODEL_COLUMNS, STAGED, clip_key
 from enrich.stages.base import ERROR, Stage, failed
 
 NULL_IF_EMPTY = ("flow_png",)  # the encoders write b"" for "none" (see `enrich.stages.flow.EncodeFlow`)
+SMALL_COLUMNS = ("depth_small", "flow_small")  # see `enrich.stages.temporal.Summarize`
 SUMMARY_COLUMNS = (
     "clip_id",
     "clip_uri",
@@ -37,7 +38,7 @@ SUMMARY_COLUMNS = (
 
 class WriteParts(Stage):
     name = "write"
-    inputs = tuple(c for c in FRAMES.names if c not in (*MODEL_COLUMNS, "run_id", "config_hash")) + (
+    inputs = tuple(c for c in STAGED.names if c not in (*MODEL_COLUMNS, "run_id", "config_hash")) + (
         "expected",
         "source_frames",
         "fps",
@@ -76,7 +77,7 @@ class WriteParts(Stage):
 
     def _write_part(self, clip_id: str, batch: dict[str, np.ndarray], rows: list[int]) -> None:
         columns = {}
-        for name in FRAMES.names:
+        for name in STAGED.names:
             if name in self.constants:
                 columns[name] = [self.constants[name]] * len(rows)
             elif name not in batch:  # a stage that did not run
@@ -85,11 +86,13 @@ class WriteParts(Stage):
                 columns[name] = [None if batch[name][i] is None else json.loads(batch[name][i]) for i in rows]
             elif name in NULL_IF_EMPTY:
                 columns[name] = [batch[name][i] or None for i in rows]
+            elif name in SMALL_COLUMNS:  # float maps, flattened; empty = not computed
+                columns[name] = [batch[name][i].ravel() if batch[name][i].size else None for i in rows]
             else:
                 columns[name] = [batch[name][i] for i in rows]
-        table = pa.table(columns, schema=FRAMES)
+        table = pa.table(columns, schema=STAGED)
         buffer = io.BytesIO()
-        pq.write_table(table, buffer)
+        pq.write_table(table, buffer, row_group_size=1)  # the commit reads them a frame at a time
         storage.write_bytes(
             storage.join(self.staging, clip_key(clip_id), f"{uuid.uuid4().hex}.parquet"), buffer.getvalue()
         )

@@ -92,28 +92,30 @@ def test_noise_does_not_flatten_the_depth_along_a_long_shot():
     assert 0.6 < c.scale.min() and c.scale.max() < 1.6  # ordinary least squares: 0.15 by frame 59
 
 
-def test_finish_clip_rewrites_scale_and_offset_so_decoded_depth_is_aligned():
-    """A clip table as the writer stages it, with injected drift, through the commit-time stage:
-    decoding with the stored scale and offset gives the first frame's values for every frame."""
-
-    import pyarrow as pa
+def test_commit_rewrites_scale_and_offset_so_decoded_depth_is_aligned(tmp_path):
+    """A clip staged as the pipeline stages it, with injected drift, in parts out of order, through
+    the commit and its clip-level step: decoding the published rows with their stored scale and
+    offset gives the first frame's values for every frame."""
+    import pyarrow.parquet as pq
     from PIL import Image
 
-    from enrich.manifest.schema import FRAMES
-    from enrich.ops.quantize import decode_png16, dequantize, encode_png16, quantize
-    from enrich.stages.audit import thumbnail
+    from enrich.manifest.commit import commit_clip
+    from enrich.manifest.schema import FRAMES, frames_file
+    from enrich.ops.quantize import decode_png16, dequantize
     from enrich.stages.temporal import FinishClip
+    from tests.helpers import stage_clip
 
     base = np.kron(scene(48, 72), np.ones((4, 4), np.float32))  # 192 x 288
     picture = np.asarray(Image.fromarray((base / base.max() * 255).astype(np.uint8)).convert("RGB"))
-    rows = []
-    for t, (s, b) in enumerate(DRIFT):
-        codes, scale, offset = quantize(s * base + b)
-        rows.append({"clip_id": "c", "frame_index": t, "depth_png": encode_png16(codes), "depth_scale": scale,
-                     "depth_offset": offset, "depth_kind": "relative_disparity", "thumb_jpeg": thumbnail(picture),
-                     "flags": {"exposure": False}, "audit": {"sharpness": 1.0}})  # fmt: skip
-    table, figures = FinishClip()(pa.Table.from_pylist(rows, schema=FRAMES))
+    frames = [{"depth": s * base + b, "thumb": picture, "flags": {"exposure": False}, "audit": {"sharpness": 1.0}}
+              for s, b in DRIFT]  # fmt: skip
+    staging, output = tmp_path / "staging", tmp_path / "out"
+    stage_clip(staging, "c", frames, part_size=4)
+    rows, figures = commit_clip(str(output), str(staging), "c", True, FinishClip())
+    table = pq.read_table(frames_file(str(output), "c"))
+    assert rows == len(DRIFT) and table.schema == FRAMES and not any(staging.iterdir())
     out = table.to_pylist()
+    assert [r["frame_index"] for r in out] == list(range(len(DRIFT)))
     first = dequantize(decode_png16(out[0]["depth_png"]), out[0]["depth_scale"], out[0]["depth_offset"])
     np.testing.assert_allclose(first, base, atol=1e-4 * np.ptp(base))  # the first frame keeps its raw values
     for r in out:
