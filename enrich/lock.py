@@ -71,11 +71,16 @@ class Lock:
                     pass
 
     def release(self) -> None:
+        """Delete the lock if storage lets us. If it does not (an outage), the lock stays and is
+        taken over as any dead run's is: at once on this host, else once it is STALE_S old."""
         with self._mutex:
             if self.held:
                 self.held = False
                 self._stop.set()
-                storage.delete(self.uri)
+                try:
+                    storage.delete(self.uri)
+                except Exception:
+                    pass
 
     def _holder(self) -> dict | None:
         try:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -30,7 +32,7 @@ import pyarrow as pa
 from enrich import licences, storage
 from enrich.catalog import Clip, list_clips
 from enrich.config import STAGES, RunConfig
-from enrich.errors import UsageError
+from enrich.errors import InfrastructureError, UsageError
 from enrich.lock import Lock
 from enrich.manifest import commit
 from enrich.models import ModelRef
@@ -54,7 +56,7 @@ from enrich.stages.write import WriteParts
 from enrich.tracker import ClipProgress, ClipTracker
 
 CHECKPOINT_S = 30.0  # how often the clips table is rewritten during a long run
-PROGRESS_S = 2.0
+PROGRESS_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -117,35 +119,40 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
 
 
-def prepare(cfg: RunConfig, plan_only: bool = False) -> Prepared:
+def prepare(cfg: RunConfig, plan_only: bool = False, log=None) -> Prepared:
     """Every check that can fail before any work: input, output, models (resolved, staged on this
     node and their configs checked; their weights are checked by the actors), plan.
 
     When there is work, Ray starts while the models are being checked. `plan_only` stops after the
-    plan: models are resolved (their ids are in the plan's config hash) but not checked.
+    plan: models are resolved (their ids are in the plan's config hash) but not checked. A run that
+    fails here, and a plan, leave OUTPUT as they found it: folders they made are removed again.
     """
     cfg = _normalized(cfg)
-    storage.check_readable(cfg.input)
-    storage.check_writable(cfg.output)
-    stages = {name: model_stage(name) for name in cfg.stages}
-    models = {name: stage.resolve(getattr(cfg, name)) for name, stage in stages.items()}
-    clips = list_clips(cfg.input)
-    if not clips:
-        raise UsageError(f"no video files under {cfg.input}")
-    ids = {name: ModelStage.identity(refs) for name, refs in models.items()}
-    config_hash = cfg.output_hash(ids)
-    with storage.s3_errors(cfg.output):
-        lock = None if plan_only else Lock(cfg.output).acquire()
+    found = storage.first_existing(cfg.output)
+    lock = None
     try:
+        storage.check_readable(cfg.input)
+        storage.check_writable(cfg.output)
+        stages = {name: model_stage(name) for name in cfg.stages}
+        models = {name: stage.resolve(getattr(cfg, name)) for name, stage in stages.items()}
+        clips = list_clips(cfg.input)
+        if not clips:
+            raise UsageError(f"no video files under {cfg.input}")
+        ids = {name: ModelStage.identity(refs) for name, refs in models.items()}
+        config_hash = cfg.output_hash(ids)
         with storage.s3_errors(cfg.output):
+            lock = None if plan_only else Lock(cfg.output).acquire()
             previous = commit.read_clips(cfg.output)
         plan = make_plan(clips, previous, config_hash, cfg.force, cfg.retry_limit)
         prep = Prepared(cfg, models, config_hash, plan, new_run_id(), previous, lock)
         if plan_only:
+            storage.remove_empty_folders(cfg.output, found)
             return prep
         with ThreadPoolExecutor(max_workers=1) as pool:
             checked = pool.submit(_check_models, cfg, stages, models)
             if plan.todo:
+                if log:
+                    log(f"starting Ray ({cfg.address or 'embedded, on this machine'}); checking {len(stages)} models")
                 init_ray(cfg.address)
                 _sizing(cfg, stages, cluster_shape())  # pools that cannot fit fail here, before any work
             checked.result()
@@ -153,6 +160,7 @@ def prepare(cfg: RunConfig, plan_only: bool = False) -> Prepared:
     except BaseException:
         if lock:
             lock.release()
+        storage.remove_empty_folders(cfg.output, found)
         raise
 
 
@@ -300,13 +308,17 @@ def clip_row(
     }
 
 
-def execute(prep: Prepared, log=print) -> RunSummary:
-    """Run the planned clips through Ray; commit each clip as it finishes."""
+def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
+    """Run the planned clips through Ray; commit each clip as it finishes.
+
+    Storage that stays unreachable, or Ray failing under the driver, raises `InfrastructureError`:
+    the clips committed so far are kept (and recorded, if storage lets us), those in flight are not
+    published, and the same command resumes."""
     import ray
 
     cfg = prep.cfg
     summary = RunSummary(prep.run_id, cfg.output, clips_skipped=prep.plan.skipped)
-    summary.notes = licences.non_commercial_notes(prep.model_specs)
+    summary.notes = licences.non_commercial_notes(prep.model_specs) + smoke_notes(prep.model_specs)
     if prep.plan.gave_up:
         summary.notes.append(
             f"{len(prep.plan.gave_up)} clips failed {cfg.retry_limit} times with this content and config and "
@@ -320,11 +332,16 @@ def execute(prep: Prepared, log=print) -> RunSummary:
         return summary
 
     init_ray(cfg.address)
-    staging = storage.join(cfg.output, "_staging", prep.run_id)
+    staging_root = storage.join(cfg.output, "_staging")
+    storage.delete_prefix(staging_root)  # we hold the lock: anything staged there is a dead run's
+    staging = storage.join(staging_root, prep.run_id)
     plans = stage_plans(prep, cluster_shape(), staging)
     nice = max(p.nice for p in plans)  # commits are CPU tasks too
     for p in plans:
-        log(f"stage {p.describe()}")
+        if verbose:
+            log(f"stage {p.describe()}")
+    log(f"loading {len(cfg.stages)} model{'s' if len(cfg.stages) > 1 else ''} ({', '.join(cfg.stages)}) "
+        f"for {len(prep.plan.todo)} clips")  # fmt: skip
     by_id = {c.clip_id: c for c in prep.plan.todo}
     previous = prep.previous
     committer = ray.remote(num_cpus=0.25, max_retries=3)(commit.commit_clip)
@@ -337,7 +354,8 @@ def execute(prep: Prepared, log=print) -> RunSummary:
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=None if block else 0)
         for ref in ready:
             clip_id, error = pending.pop(ref)
-            n, figures = ray.get(ref)
+            with infrastructure_failures():
+                n, figures = ray.get(ref)
             if "warning" in figures:
                 summary.notes.append(figures.pop("warning")[:300])
             _record(summary, clip_id, error, n)
@@ -347,32 +365,103 @@ def execute(prep: Prepared, log=print) -> RunSummary:
         ref = committer.remote(cfg.output, staging, clip_id, error is None, finish_clip, nice)
         pending[ref] = (clip_id, error)
 
-    last_progress = last_checkpoint = time.monotonic()
+    def checkpoint() -> None:
+        if finished_rows:
+            with infrastructure_failures():
+                commit.write_clips(cfg.output, commit.merge_clips(previous, finished_rows))
+
+    last_checkpoint = time.monotonic()
+    ticker = _Ticker(PROGRESS_S, lambda: _progress(log, tracker, summary, len(by_id), time.monotonic() - started))
     ds = build_dataset(prep.plan.todo, plans)
+    outage: InfrastructureError | None = None
     try:
-        for batch in _model_load_errors(ds.iter_batches(batch_size=None, batch_format="pyarrow")):
+        for batch in _guarded(_model_load_errors(ds.iter_batches(batch_size=None, batch_format="pyarrow"))):
             for row in batch.to_pylist():
+                if str(row["error"]).startswith(storage.UNREACHABLE):
+                    raise InfrastructureError(row["error"].split(" for ")[0])
                 done = tracker.add(row)
                 if done is not None:
                     finish(done.clip_id, None if done.ok else done.error or "some frames failed")
             settle(block=False)
-            now = time.monotonic()
-            if now - last_progress >= PROGRESS_S:
-                last_progress = now
-                _progress(log, tracker, summary, len(by_id), now - started)
-            if now - last_checkpoint >= CHECKPOINT_S and finished_rows:
-                last_checkpoint = now
-                commit.write_clips(cfg.output, commit.merge_clips(previous, finished_rows))
+            if time.monotonic() - last_checkpoint >= CHECKPOINT_S:
+                last_checkpoint = time.monotonic()
+                checkpoint()
         for clip_id in tracker.unfinished(list(by_id)):
             finish(clip_id, "no result: a worker crashed or its rows were lost while processing this clip")
-    finally:
         settle(block=True)
-        if finished_rows:
-            commit.write_clips(cfg.output, commit.merge_clips(previous, finished_rows))
-        storage.delete_prefix(staging)
-        summary.seconds = time.monotonic() - started
-        _save_run_file(prep, "summary.json", _summary_record(summary))
+    except InfrastructureError as exc:
+        outage = exc
+        for ref in pending:  # clips in flight are not published
+            ray.cancel(ref, force=True)
+        pending.clear()
+    finally:
+        ticker.stop()
+        try:  # however the run ends; during an outage the first call that fails skips the rest
+            with infrastructure_failures():
+                settle(block=True)  # on Ctrl-C: the commits already under way finish
+                checkpoint()
+                storage.delete_prefix(staging)
+                storage.remove_empty_folders(staging_root)
+                summary.seconds = time.monotonic() - started
+                _save_run_file(prep, "summary.json", _summary_record(summary))
+        except InfrastructureError as exc:
+            outage = outage or exc
+    if outage:
+        raise InfrastructureError(
+            f"{outage}; {summary.clips_ok + summary.clips_failed} clips committed by this run are kept and "
+            "the clips in flight were not published; run the same command again to resume"
+        ) from None
     return summary
+
+
+@contextmanager
+def infrastructure_failures():
+    """Storage that stays unreachable (after botocore's retries), or Ray failing under the driver,
+    raised as one `InfrastructureError` line; any other error passes through."""
+    import ray.exceptions as rx
+
+    try:
+        yield
+    except (rx.RaySystemError, rx.ObjectLostError, rx.OwnerDiedError, rx.NodeDiedError) as exc:
+        raise InfrastructureError(f"the Ray cluster failed under the run: {_first_line(exc)}") from None
+    except Exception as exc:
+        reason = storage.unreachable(exc)
+        if reason:
+            raise InfrastructureError(f"storage unreachable: {reason}") from None
+        raise
+
+
+def _guarded(items):
+    with infrastructure_failures():
+        yield from items
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+class _Ticker:
+    """Calls `fn` every `seconds` in a thread until stopped: progress on a clock, not per batch."""
+
+    def __init__(self, seconds: float, fn):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(seconds, fn), name="enrich-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self, seconds: float, fn) -> None:
+        while not self._stop.wait(seconds):
+            fn()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def smoke_notes(specs: dict[str, str]) -> list[str]:
+    smoke = [f"{role} {spec}" for role, spec in specs.items() if spec.startswith("random:")]
+    if not smoke:
+        return []
+    return [f"note: SMOKE MODELS (random weights; what they wrote is meaningless): {', '.join(smoke)}"]
 
 
 def _model_load_errors(batches):

@@ -62,14 +62,46 @@ def relative(uri: str, base: str) -> str:
     return os.path.relpath(uri, base).replace(os.sep, "/")
 
 
+RETRIES = {"mode": "standard", "max_attempts": 5}  # unless AWS_RETRY_MODE / AWS_MAX_ATTEMPTS say otherwise
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 5, 60
+
+
 @functools.cache
 def s3_client():
-    """One client per process; boto3 reads the standard AWS settings from the environment."""
+    """One client per process; boto3 reads the standard AWS settings from the environment. Failed
+    calls are retried by botocore's own retry handler: its `standard` mode (exponential backoff with
+    jitter, on throttling, 5xx and connection errors) with 5 attempts in all, unless the standard
+    AWS_RETRY_MODE / AWS_MAX_ATTEMPTS settings (or the profile's) choose others."""
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+    own = {"AWS_RETRY_MODE": "mode", "AWS_MAX_ATTEMPTS": "max_attempts"}
+    retries = {key: value for key, value in RETRIES.items() if not any(
+        os.environ.get(env) for env, name in own.items() if name == key)}  # fmt: skip
+    config = Config(retries=retries, connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S)
     return boto3.session.Session().client("s3", config=config)
+
+
+UNREACHABLE = "storage unreachable: "  # starts the error of a row that failed because storage did
+
+
+def endpoint() -> str:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "the AWS S3 endpoint"
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """'cannot reach ENDPOINT' when `exc` (or what it wraps, a Ray task error's cause included) is
+    storage that could not be reached after botocore's retries; None for any other failure."""
+    from botocore import exceptions as bx
+
+    lost = (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, lost):
+            return f"cannot reach {endpoint()}"
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
 
 
 def describe_s3_error(exc: Exception, uri: str) -> str:
@@ -78,9 +110,8 @@ def describe_s3_error(exc: Exception, uri: str) -> str:
 
     if isinstance(exc, bx.NoCredentialsError):
         return f"no AWS credentials found for {uri} (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
-    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL", "the AWS S3 endpoint")
-        return f"cannot reach {endpoint} for {uri}"
+    if unreachable(exc):
+        return f"cannot reach {endpoint()} for {uri}"
     if isinstance(exc, bx.ProfileNotFound):
         return f"AWS profile not found: {exc}"
     if isinstance(exc, bx.ClientError):
@@ -304,6 +335,31 @@ def delete_prefix(prefix: str) -> None:
         keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
         if keys:
             s3_client().delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def remove_empty_folders(path: str, stop: str | None = None) -> None:
+    """Remove `path` and then its parents while they are empty, up to (not including) `stop`; a
+    folder that holds anything is left alone. Nothing to do on S3, which has no folders."""
+    if is_s3(path):
+        return
+    path = os.path.abspath(path)
+    while path != stop and os.path.dirname(path) != path:
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty, or gone already
+            if os.path.exists(path):
+                return
+        path = os.path.dirname(path)
+
+
+def first_existing(path: str) -> str | None:
+    """The nearest of `path` and its parents that exists (local paths; None on S3)."""
+    if is_s3(path):
+        return None
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def list_uris(prefix: str) -> list[str]:

@@ -58,9 +58,14 @@ class Decode(Stage):
                     emitted += len(chunk.indices)
         except ClipError as exc:
             yield self._error_row(clip_id, uri, f"decode: {exc}", expected=emitted + 1)
-        except Exception as exc:  # unreadable object, network failure: the clip fails, the run goes on
-            reason = storage.describe_s3_error(exc, uri) if storage.is_s3(uri) else f"{type(exc).__name__}: {exc}"
-            yield self._error_row(clip_id, uri, f"read: {reason}", expected=emitted + 1)
+        except Exception as exc:  # an unreadable object: the clip fails, the run goes on
+            if storage.unreachable(exc):  # ... but storage that is gone is an outage: the driver stops the run
+                reason = storage.UNREACHABLE + storage.describe_s3_error(exc, uri)
+            elif storage.is_s3(uri):
+                reason = f"read: {storage.describe_s3_error(exc, uri)}"
+            else:
+                reason = f"read: {type(exc).__name__}: {exc}"
+            yield self._error_row(clip_id, uri, reason, expected=emitted + 1)
 
     def _error_row(self, clip_id: str, uri: str, reason: str, expected: int) -> dict:
         row = _error_row(clip_id, uri, reason, expected)

@@ -60,7 +60,13 @@ class WriteParts(Stage):
             good = [i for i in rows if not failed(batch[ERROR][i])]
             errors = [batch[ERROR][i] for i in rows if failed(batch[ERROR][i])]
             if good:
-                self._write_part(clip_id, batch, good)
+                try:
+                    self._write_part(clip_id, batch, good)
+                except Exception as exc:  # storage that is gone: the driver stops the run (any other error raises)
+                    if not storage.unreachable(exc):
+                        raise
+                    errors = [storage.UNREACHABLE + storage.describe_s3_error(exc, self.staging)] * len(rows)
+                    good = []
             first = rows[0]
             summary["clip_id"].append(clip_id)
             summary["clip_uri"].append(str(batch["clip_uri"][first]))
