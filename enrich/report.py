@@ -120,6 +120,31 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+MODEL_COLUMNS = ("depth_model", "flow_model", "pose_model")
+
+
+def _provenance(ok: list[dict]) -> list[str]:
+    """Which runs and models made the rows shown, with a banner when any was a smoke model."""
+    e = html.escape
+    made = defaultdict(int)
+    for c in ok:
+        made[(c["run_id"], *(c.get(m) for m in MODEL_COLUMNS))] += 1
+    out = []
+    if any(str(model).startswith("random:") for key in made for model in key[1:] if model):
+        out.append(
+            "<p style='background:#fdd;border:2px solid #c00;padding:8px;font-weight:bold'>Made with smoke "
+            "models (random weights): the depth, flow and pose shown here are meaningless.</p>"
+        )
+    out.append("<h2>Runs and models</h2><table><tr><th>run</th><th>clips</th><th>models</th></tr>")
+    for (run_id, *models), n in sorted(made.items(), key=lambda item: str(item[0][0])):
+        names = "<br>".join(
+            e(f"{column.split('_')[0]}: {model}") for column, model in zip(MODEL_COLUMNS, models, strict=True) if model
+        )
+        out.append(f"<tr><td>{e(str(run_id))}</td><td>{n}</td><td style='text-align:left'>{names}</td></tr>")
+    out.append("</table>")
+    return out
+
+
 def _page(output, clips, frames, counts, examples) -> str:
     e = html.escape
     ok = [c for c in clips if c["status"] == "ok"]
@@ -136,6 +161,7 @@ def _page(output, clips, frames, counts, examples) -> str:
         "</style></head><body>",
         f"<h1>enrich report</h1><p>{e(output)} · {len(ok)} clips ok, {len(failed)} failed · {len(frames)} frames"
         f" · generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
+        *_provenance(ok),
         "<h2>Flag rates over the catalogue</h2><table><tr><th>flag</th><th>frames flagged</th><th>rate</th>"
         "<th></th><th>computed on</th></tr>",
     ]

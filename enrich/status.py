@@ -40,6 +40,10 @@ def status_lines(output: str) -> list[str]:
             f"last run {run['run_id']} (config {current}); {clips['stale']} clips were made with another config "
             "or model and are redone by the next run with the last run's options"
         )
+        models = run.get("models") or {}
+        lines.append("models of the last run: " + "; ".join(f"{stage} {model}" for stage, model in models.items()))
+        if any(str(model).startswith("random:") for model in models.values()):
+            lines.append("SMOKE MODELS: the last run used random weights; what it wrote is meaningless")
     lines.append("flag rates over frames:")
     for name in FLAG_NAMES:
         rate = flags[name]
