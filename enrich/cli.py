@@ -1,7 +1,8 @@
 """The `enrich` command.
 
 Exit codes: 0 every clip ok or up to date; 1 the run finished but some clips failed;
-2 nothing was done (bad option, config, input, output or model); 130 interrupted.
+2 nothing was done (bad option, config, input, output or model); 3 storage or the Ray cluster
+failed under the run (what it committed is kept; the same command resumes); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ STAGE_MODEL_FLAGS = {
 
 
 # The options of `run` and `submit` that are not the run's config.
-RUN_ONLY = frozenset({"quiet", "plan", "if_idle"})
+RUN_ONLY = frozenset({"quiet", "verbose", "plan", "if_idle"})
 SUBMIT_ONLY = frozenset({"address", "wait", "job_id", "scheduled", "runtime_env"})
 JOBS_ADDRESS_HELP = f"the head's Jobs API (default: $RAY_ADDRESS when it is http://, else {DEFAULT_ADDRESS})"
 JOBS_EPILOG = "exit codes: 0 ok, 2 cannot reach the cluster or no such job; logs --follow: the job's run's own code"
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Enrich every video under INPUT (a folder, a file or s3://bucket/prefix) into Parquet "
         "manifests under OUTPUT (a folder or s3:// prefix). Clips already done with the same content, "
         "config and model are skipped.",
-        epilog="exit codes: 0 all ok, 1 some clips failed, 2 could not run, 130 interrupted",
+        epilog="exit codes: 0 all ok, 1 some clips failed, 2 could not run, 3 storage or the Ray cluster failed "
+        "under the run (the same command resumes), 130 interrupted",
     )
     run.add_argument(
         "--address", default=argparse.SUPPRESS, help="existing Ray cluster (default: an embedded local Ray)"
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_options(run)
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
+    run.add_argument("-v", "--verbose", action="store_true", help="also print each pipeline stage and its columns")
     run.set_defaults(func=cmd_run)
     submit = commands.add_parser(
         "submit",
@@ -155,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("frame_index", metavar="FRAME_INDEX", type=int)
     show.add_argument("-o", "--out", required=True, help="PNG file to write (local or s3://)")
     show.set_defaults(func=cmd_show)
-    models = commands.add_parser("models", help="list the default and known checkpoints with their licences")
+    models = commands.add_parser(
+        "models", help="list every model id the stages accept (defaults, checkpoints, smoke models) and licences"
+    )
     models.set_defaults(func=cmd_models)
     return parser
 
@@ -250,6 +255,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for line in table():
         print(line)
     print("CC-BY-NC-4.0 checkpoints are for non-commercial use only; runs that use one say so.")
+    print("Other hub ids of the same architectures are accepted too: check their model cards.")
     return errors.EXIT_OK
 
 
@@ -355,14 +361,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return errors.EXIT_OK
     log = (lambda message: None) if args.quiet else pipeline.stderr_log
     try:
-        prep = pipeline.prepare(cfg)
+        prep = pipeline.prepare(cfg, log=log)
     except errors.Busy as exc:
         if not args.if_idle:
             raise
         print(f"enrich: skipped, nothing done: {exc}", file=sys.stderr)
         return errors.EXIT_OK
     try:
-        summary = pipeline.execute(prep, log=log)
+        summary = pipeline.execute(prep, log=log, verbose=args.verbose)
     finally:
         prep.release()
     for line in summary.lines():
@@ -373,7 +379,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def dispatch(argv: list[str] | None = None) -> int:
     """Parse and run a command; a UsageError propagates (see `main`)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # bare `enrich`: what it can do, not an error
+        parser.print_help()
+        return errors.EXIT_OK
+    args = parser.parse_args(argv)
     return args.func(args)
 
 
@@ -387,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         return dispatch(argv)
     except errors.UsageError as exc:
         return usage_error(exc)
+    except errors.InfrastructureError as exc:
+        print(f"enrich: error: {exc}", file=sys.stderr)
+        return errors.EXIT_INFRASTRUCTURE
     except KeyboardInterrupt:
         print("enrich: interrupted; finished clips are committed, run again to do the rest", file=sys.stderr)
         return errors.EXIT_INTERRUPTED

@@ -216,17 +216,19 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
             )
         )
         if stage.encoder:
-            plans.append(StagePlan(stage.encoder, batch_size=8))
-    plans.append(StagePlan(Summarize, batch_size=8))
-    plans.append(StagePlan(Audit, dict(cfg=cfg.audit), batch_size=8))
+            plans.append(StagePlan(stage.encoder))
+    plans.append(StagePlan(Summarize))
+    plans.append(StagePlan(Audit, dict(cfg=cfg.audit)))
     ids = prep.model_ids
     constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}
     constants.update({f"{name}_model": ids.get(name) for name in STAGES})
-    # The encoders, audit and write take the same resources and batch size, so Ray Data fuses them
-    # into one task per 8 rows: encoded outputs never round-trip through the object store, and each
-    # clip's rows are staged (and the clip committed) as the model finishes them. A separate write
-    # operator with its own CPU reservation was starved until the model stages were done.
-    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), batch_size=8))
+    # The encoders, summary, audit and write take the same resources and batch size, so Ray Data
+    # fuses them into one task per block: encoded outputs never round-trip through the object store,
+    # and each clip's rows are staged (and the clip committed) as the model finishes them. A separate
+    # write operator with its own CPU reservation was starved until the model stages were done.
+    # A block (not a fixed number of rows) per task bounds the task's memory by BLOCK_BYTES whatever
+    # the resolution: 8 rows of 4K frames and maps held 2.5 GB in one task.
+    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants)))
     # When every model runs on CPU, the tasks give way to the model replicas on the same cores
     # (`enrich.runtime.yield_to_models`); next to a GPU stage they keep their priority, as they may
     # be what keeps the GPU fed.

@@ -28,7 +28,7 @@ def frame_row(output: str, clip_id: str, frame_index: int) -> dict:
         raise UsageError(
             f"no frames of clip {clip_id!r} in {output} (see: enrich query {output} 'SELECT * FROM clips')"
         )
-    table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+    table = pq.read_table(storage.read_arrow(uri))
     rows = table.filter(pc.equal(table["frame_index"], frame_index)).to_pylist()
     if not rows:
         have = table["frame_index"].to_pylist()

@@ -248,12 +248,27 @@ def atomic_output(uri: str) -> Iterator[BinaryIO]:
         os.close(dir_fd)
 
 
-def open_input(uri: str) -> BinaryIO:
-    """A seekable binary file for reading `uri`. On S3 each read is a ranged GET, so a Parquet reader
+def open_input(uri: str):
+    """A seekable Arrow file for reading `uri`. On S3 each read is a ranged GET, so a Parquet reader
     fetches the footer and the column chunks it needs, never the whole object."""
+    import pyarrow as pa
+
     if not is_s3(uri):
-        return open(uri, "rb")
-    return _S3Reader(uri)
+        return pa.OSFile(uri, "rb")
+    return pa.PythonFile(_S3Reader(uri), mode="r")
+
+
+def read_arrow(uri: str):
+    """The object's bytes in Arrow's own memory (a `pyarrow.Buffer`), for `pyarrow.parquet` to read.
+
+    Not a Python bytes object: `pq.read_table` can return before its thread pool has let go of
+    what it read (apache/arrow#33975), and letting go of a Python object takes the GIL, which at
+    interpreter exit aborts the process ("terminate called without an active exception")."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    sink.write(read_bytes(uri))
+    return sink.getvalue()
 
 
 class _S3Reader(io.RawIOBase):

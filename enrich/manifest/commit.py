@@ -8,6 +8,7 @@ never both and never half. The clips table is one file, replaced atomically at c
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -19,7 +20,10 @@ from enrich.manifest.schema import CLIPS, FRAMES, clip_key, frames_file
 from enrich.runtime import yield_to_models
 
 ROW_GROUP_FRAMES = 32  # keeps reads of a few frames from pulling a whole clip ...
-ROW_GROUP_BYTES = 64 * 2**20  # ... and bounds what the commit holds at once: 4K maps are ~10-50 MB a frame
+ROW_GROUP_BYTES = 32 * 2**20  # ... and bounds what the commit holds at once: 4K maps are ~10-50 MB a frame
+# PNG and JPEG are compressed already: Snappy would only spend time and a buffer of their size on them.
+UNCOMPRESSED = ("depth_png", "flow_png", "thumb_jpeg")
+COMPRESSION = {name: "none" if name in UNCOMPRESSED else "snappy" for name in FRAMES.names}
 
 
 def table_bytes(table: pa.Table, **kwargs) -> bytes:
@@ -38,44 +42,82 @@ def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None, 
     figures. `nice`: see `enrich.runtime.yield_to_models`."""
     yield_to_models(nice)
     parts_prefix = storage.join(staging, clip_key(clip_id))
-    parts = storage.list_uris(parts_prefix)
+    uris = storage.list_uris(parts_prefix)
     target = frames_file(output, clip_id)
     rows, figures = 0, {}
-    if ok and parts:
-        files = [pq.ParquetFile(storage.open_input(uri), pre_buffer=False) for uri in parts]
-        try:
-            rows, figures = _publish(target, files, finish, clip_id)
-        finally:
-            for f in files:
-                f.close()
+    if ok and uris:
+        with _Parts(uris) as parts:
+            rows, figures = _publish(target, parts, finish, clip_id)
     else:
         storage.delete(target)
     storage.delete_prefix(parts_prefix)
     return rows, figures
 
 
-def _publish(target: str, files: list[pq.ParquetFile], finish, clip_id: str) -> tuple[int, dict]:
-    # Every staged row, in frame order: (frame_index, part, row group, row in it).
-    where = [
-        (frame, p, g, r)
-        for p, f in enumerate(files)
-        for g in range(f.num_row_groups)
-        for r, frame in enumerate(f.read_row_group(g, columns=["frame_index"])["frame_index"].to_pylist())
-    ]
+class _Parts:
+    """A clip's staged parts, opened on demand and a few at a time (a long clip has thousands; rows
+    are read in frame order, which mostly walks the parts in order). Each footer is read once."""
+
+    OPEN = 8
+
+    def __init__(self, uris: list[str]):
+        self.uris = uris
+        self.metadata: list[pq.FileMetaData | None] = [None] * len(uris)
+        self._open: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.uris)
+
+    def __enter__(self) -> _Parts:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        while self._open:
+            self._open.popitem()[1].close(force=True)
+
+    def file(self, part: int) -> pq.ParquetFile:
+        if part in self._open:
+            self._open.move_to_end(part)
+            return self._open[part]
+        source = storage.open_input(self.uris[part])
+        f = pq.ParquetFile(source, metadata=self.metadata[part], pre_buffer=False)
+        self.metadata[part] = f.metadata
+        self._open[part] = f
+        if len(self._open) > self.OPEN:
+            self._open.popitem(last=False)[1].close(force=True)
+        return f
+
+    def row(self, part: int, group: int, row: int) -> pa.Table:
+        return self.file(part).read_row_group(group, columns=FRAMES.names).slice(row, 1).cast(FRAMES)
+
+    def row_bytes(self, part: int, group: int) -> int:
+        metadata = self.metadata[part].row_group(group)
+        return metadata.total_byte_size // max(1, metadata.num_rows)
+
+
+def _publish(target: str, parts: _Parts, finish, clip_id: str) -> tuple[int, dict]:
+    where, summaries = [], []  # every staged row, in frame order: (frame_index, part, row group, row in it)
+    reads = ["frame_index", *(finish.reads if finish is not None else ())]
+    for p in range(len(parts)):
+        f = parts.file(p)
+        for g in range(f.num_row_groups):
+            summary = f.read_row_group(g, columns=reads)
+            summaries.append(summary)
+            where += [(frame, p, g, r) for r, frame in enumerate(summary["frame_index"].to_pylist())]
     where.sort()
     columns, figures = {}, {}
     if finish is not None:
-        reads = ["frame_index", *finish.reads]
-        summary = pa.concat_tables(f.read(columns=reads) for f in files)
+        summary = pa.concat_tables(summaries)
+        del summaries
         summary = summary.take(pc.sort_indices(summary, sort_keys=[("frame_index", "ascending")]))
         try:
             columns, figures = finish(summary)
         except Exception as exc:  # the clip's rows are good: publish them as they are, and say why
             reason = f"{type(exc).__name__}: {exc}"
             figures = {"warning": f"{clip_id}: clip-level step failed, rows kept as computed ({reason})"}
-    with storage.atomic_output(target) as out, pq.ParquetWriter(out, FRAMES) as writer:
-        for start, stop in _row_groups(where, files):
-            group = pa.concat_tables(_row(files, *where[i][1:]) for i in range(start, stop))
+    with storage.atomic_output(target) as out, pq.ParquetWriter(out, FRAMES, compression=COMPRESSION) as writer:
+        for start, stop in _row_groups(where, parts):
+            group = pa.concat_tables(parts.row(*where[i][1:]) for i in range(start, stop))
             for name, values in columns.items():
                 i = group.schema.get_field_index(name)
                 group = group.set_column(i, group.schema.field(name), values.slice(start, stop - start))
@@ -83,17 +125,12 @@ def _publish(target: str, files: list[pq.ParquetFile], finish, clip_id: str) -> 
     return len(where), figures
 
 
-def _row(files: list[pq.ParquetFile], part: int, group: int, row: int) -> pa.Table:
-    return files[part].read_row_group(group, columns=FRAMES.names).slice(row, 1).cast(FRAMES)
-
-
-def _row_groups(where: list[tuple], files: list[pq.ParquetFile]):
+def _row_groups(where: list[tuple], parts: _Parts):
     """(start, stop) of each published row group: ROW_GROUP_FRAMES rows, or fewer when they would
     hold more than ROW_GROUP_BYTES."""
     start, size = 0, 0
     for i, (_, part, group, _) in enumerate(where):
-        metadata = files[part].metadata.row_group(group)
-        row_bytes = metadata.total_byte_size // max(1, metadata.num_rows)
+        row_bytes = parts.row_bytes(part, group)
         if i > start and (i - start >= ROW_GROUP_FRAMES or size + row_bytes > ROW_GROUP_BYTES):
             yield start, i
             start, size = i, 0
@@ -119,7 +156,7 @@ def read_clips(output: str) -> pa.Table | None:
     uri = clips_file(output)
     if not storage.exists(uri):
         return None
-    return with_current_columns(pq.read_table(io.BytesIO(storage.read_bytes(uri))))
+    return with_current_columns(pq.read_table(storage.read_arrow(uri)))
 
 
 def with_current_columns(table: pa.Table) -> pa.Table:

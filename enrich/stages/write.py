@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from enrich import storage
+from enrich.manifest.commit import COMPRESSION
 from enrich.manifest.schema import JSON_COLUMNS, MODEL_COLUMNS, STAGED, clip_key
 from enrich.stages.base import ERROR, Stage, failed
 
@@ -98,7 +99,7 @@ class WriteParts(Stage):
                 columns[name] = [batch[name][i] for i in rows]
         table = pa.table(columns, schema=STAGED)
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, row_group_size=1)  # the commit reads them a frame at a time
+        pq.write_table(table, buffer, row_group_size=1, compression=COMPRESSION)  # the commit reads a frame at a time
         storage.write_bytes(
             storage.join(self.staging, clip_key(clip_id), f"{uuid.uuid4().hex}.parquet"), buffer.getvalue()
         )
