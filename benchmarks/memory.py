@@ -13,7 +13,7 @@ it), so the memory measured is the pipeline's, not the model's: frames, depth ma
 resolution, PNGs, blocks in the object store. `--depth-model SPEC` uses another one.
 
 The clips are the fixture tokyo_walk.mp4 (1280x720, 15 fps, 195 frames) upscaled with PIL and looped
-as needed, H.264 (libx264 veryfast, crf 23, yuv420p, 15 fps), so decoding and PNG sizes are those
+as needed, H.264 (libx264 veryfast, crf 23, a keyframe every 30 frames, yuv420p, 15 fps), so decoding and PNG sizes are those
 of real footage (2.9, 28 and 32 MB). They are written once into --clips-dir (default
 /tmp/enrich-memory-clips) and reused: generating all three took 5.4 CPU-minutes, 9 minutes on a
 busy 2-core machine. On 2 cores the three commands then take roughly 15 minutes, more on a busy
@@ -58,6 +58,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "fixtures" / "videos" / "tokyo_walk.mp4"
 GIB = 1024**3
+# A keyframe every 2 s, as phones and action cameras write them (x264's default is up to 250
+# frames): the decoder holds the frames of one keyframe interval (README: Benchmark, memory).
+KEYINT = 30
+ENCODER_OPTIONS = {"preset": "veryfast", "crf": "23", "g": str(KEYINT)}
 INTERVAL = 0.25  # seconds between samples
 IDLE_SECONDS = 2.0
 CLIPS = {  # name -> (width, height, frames)
@@ -117,7 +121,7 @@ def generate(path: Path, width: int, height: int, frames: int, source: Path = SO
     partial = path.with_name(path.name + ".partial")
     threading.Thread(target=produce, daemon=True).start()
     with av.open(str(partial), "w", format="mp4", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=rate, options={"preset": "veryfast", "crf": "23"})
+        stream = container.add_stream("libx264", rate=rate, options=ENCODER_OPTIONS)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         while (frame := ready.get()) is not None:
             for packet in stream.encode(frame):
@@ -135,7 +139,7 @@ def ensure_clips(folder: Path, names: list[str], scale: float) -> dict[str, Path
     paths = {}
     for name in names:
         width, height, frames = clip_size(name, scale)
-        path = folder / f"{SOURCE.stem}_{width}x{height}_{frames}f.mp4"
+        path = folder / f"{SOURCE.stem}_{width}x{height}_{frames}f_g{KEYINT}.mp4"
         if not path.exists():
             started = time.perf_counter()
             generate(path, width, height, frames)

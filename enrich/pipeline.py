@@ -37,7 +37,7 @@ from enrich.lock import Lock
 from enrich.manifest import commit
 from enrich.models import ModelRef
 from enrich.plan import Plan, make_plan
-from enrich.resources import size_actors
+from enrich.resources import size_actors, task_cpus
 from enrich.runtime import (
     BLOCK_BYTES,
     CPU_MODEL_BLOCK_BYTES,
@@ -46,6 +46,7 @@ from enrich.runtime import (
     cluster_shape,
     init_ray,
     set_block_bytes,
+    set_store_budget,
 )
 from enrich.stages import model_stage
 from enrich.stages.audit import Audit
@@ -186,6 +187,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     cfg = prep.cfg
     stages = {name: model_stage(name) for name in cfg.stages}
     sizing = _sizing(cfg, stages, shape)
+    cpus = task_cpus(sizing, shape)
     pairs = any(s.reads_pairs for s in stages.values())
     # A decoder that crashes its worker is retried twice, then its clip is reported failed
     # (Ray's default is to retry forever). This also keeps decoding out of the model actors.
@@ -193,6 +195,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
         StagePlan(
             Decode,
             dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs),
+            num_cpus=cpus,
             batch_size=1,
             remote_args={"max_retries": 2},
         )
@@ -216,9 +219,9 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
             )
         )
         if stage.encoder:
-            plans.append(StagePlan(stage.encoder))
-    plans.append(StagePlan(Summarize))
-    plans.append(StagePlan(Audit, dict(cfg=cfg.audit)))
+            plans.append(StagePlan(stage.encoder, num_cpus=cpus))
+    plans.append(StagePlan(Summarize, num_cpus=cpus))
+    plans.append(StagePlan(Audit, dict(cfg=cfg.audit), num_cpus=cpus))
     ids = prep.model_ids
     constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}
     constants.update({f"{name}_model": ids.get(name) for name in STAGES})
@@ -228,7 +231,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     # write operator with its own CPU reservation was starved until the model stages were done.
     # A block (not a fixed number of rows) per task bounds the task's memory by BLOCK_BYTES whatever
     # the resolution: 8 rows of 4K frames and maps held 2.5 GB in one task.
-    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants)))
+    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), num_cpus=cpus))
     # When every model runs on CPU, the tasks give way to the model replicas on the same cores
     # (`enrich.runtime.yield_to_models`); next to a GPU stage they keep their priority, as they may
     # be what keeps the GPU fed.
@@ -337,7 +340,9 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     staging_root = storage.join(cfg.output, "_staging")
     storage.delete_prefix(staging_root)  # we hold the lock: anything staged there is a dead run's
     staging = storage.join(staging_root, prep.run_id)
-    plans = stage_plans(prep, cluster_shape(), staging)
+    shape = cluster_shape()
+    set_store_budget(shape)
+    plans = stage_plans(prep, shape, staging)
     nice = max(p.nice for p in plans)  # commits are CPU tasks too
     for p in plans:
         if verbose:
@@ -410,7 +415,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
             outage = outage or exc
     if outage:
         raise InfrastructureError(
-            f"{outage}; {summary.clips_ok + summary.clips_failed} clips committed by this run are kept and "
+            f"{outage}; {_clips(summary.clips_ok + summary.clips_failed)} committed by this run are kept and "
             "the clips in flight were not published; run the same command again to resume"
         ) from None
     return summary
@@ -436,6 +441,10 @@ def infrastructure_failures():
 def _guarded(items):
     with infrastructure_failures():
         yield from items
+
+
+def _clips(n: int) -> str:
+    return f"{n} clip{'' if n == 1 else 's'}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -94,6 +94,16 @@ def size_actors(stages: dict[str, tuple[StageConfig, dict[str, int]]], shape: Cl
     }
 
 
+def task_cpus(sizing: dict[str, ActorSizing], shape: ClusterShape) -> float:
+    """What each CPU task (decode, and the fused encode, summary, audit and write) reserves: 1, or
+    less where the actors leave fewer than 2 CPUs a node, so that a decode task and a post-model
+    task always fit side by side. A decode task holding the only free CPU for a whole clip would
+    otherwise keep the tasks after the models from starting, and Ray Data, to stay live, then lets
+    the decode run ahead of the models: a long 4K clip's frames all went to the object store."""
+    actors = sum(s.pool * s.cpus for s in sizing.values()) / shape.nodes
+    return min(1.0, max(0.1, (shape.cpus_per_node - actors) / 2))
+
+
 def _cpu_replicas_per_node(cores: int, threads: int | None) -> int:
     """A CPU stage's replicas on one node: one per `threads` of its cores (1 by default), within bounds."""
     return max(1, min(MAX_CPU_REPLICAS_PER_NODE, cores // (threads or 1)))

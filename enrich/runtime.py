@@ -41,6 +41,15 @@ BLOCK_BYTES = 8 * 2**20  # Ray Data's target block size in a run: about 3 decode
 CPU_MODEL_BLOCK_BYTES = 2 * 2**20
 
 
+# What a run's blocks may hold in the object store at once. Ray Data's backpressure keeps the
+# pipeline within it, so decode waits for the models instead of running ahead; its default is half
+# the object store (3.5 GB on a 24 GB machine), which one long 4K clip's frames fill, and the
+# object store then spills. A GiB per node holds ~16 4K frames with their maps, ~150 at 720p: a few
+# batches per model replica. A GPU's batches are larger, and it gets more.
+STORE_BYTES_PER_NODE = 2**30
+STORE_BYTES_PER_GPU = 4 * 2**30
+
+
 @dataclass(frozen=True)
 class ClusterShape:
     cpus: float
@@ -104,6 +113,16 @@ def configure_data_context() -> None:
     set_block_bytes(BLOCK_BYTES)
     # A run of a single short clip cannot keep a whole pool busy; that is fine, and not worth a warning.
     warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
+
+
+def set_store_budget(shape: ClusterShape) -> int:
+    """Bound what the datasets created from now on keep in the object store (see STORE_BYTES_*)."""
+    from ray.data import DataContext
+
+    budget = int(shape.nodes * STORE_BYTES_PER_NODE + shape.gpus * STORE_BYTES_PER_GPU)
+    options = DataContext.get_current().execution_options
+    options.resource_limits = options.resource_limits.copy(object_store_memory=budget)
+    return budget
 
 
 def set_block_bytes(size: int) -> None:
