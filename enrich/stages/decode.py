@@ -49,7 +49,8 @@ class Decode(Stage):
                 info, indices, timestamps = video.sampled(reader, self.fps, self.max_frames)
                 # At most CHUNK_BYTES of frames at once: 8 frames up to 1080p, 2 at 4K.
                 chunk = max(1, min(self.chunk, CHUNK_BYTES // (info.width * info.height * 3)))
-                chunks = video.read_chunks(reader, indices, timestamps, chunk, reopen=lambda: video.open_video(path))
+                del reader  # its index is all we needed; PyAV decodes the frames
+                chunks = video.read_chunks(path, indices, timestamps, chunk)
                 for chunk, following in _with_next(chunks) if self.pairs else ((c, None) for c in chunks):
                     rows = _frame_rows(clip_id, uri, chunk, info, expected=len(indices))
                     if self.pairs:

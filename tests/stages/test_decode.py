@@ -62,26 +62,3 @@ def test_failure_part_way_claims_rows_already_sent(bad_clips):
 def test_missing_local_file_is_a_read_error(tmp_path):
     table, _ = rows(Decode(fps=1.0, max_frames=None), tmp_path / "gone.mp4")
     assert table["error"][0].startswith("read: FileNotFoundError")
-
-
-def test_a_new_reader_at_each_keyframe_crossed_gives_the_same_frames(fixtures_dir):
-    """decord keeps what one reader decoded (dmlc/decord#208); read_chunks opens a new reader when a
-    chunk starts past a keyframe the current one decoded beyond. davis_rollercoaster.mp4 has a
-    keyframe every 12 frames."""
-    from enrich.ops import video
-
-    path = str(fixtures_dir / "davis_rollercoaster.mp4")
-    opened = []
-
-    def reopen():
-        opened.append(1)
-        return video.open_video(path)
-
-    reader = video.open_video(path)
-    assert list(reader.get_key_indices()) == [0, 12, 24, 36, 48, 60]
-    indices = np.arange(40)
-    timestamps = np.arange(70) / 24
-    chunks = list(video.read_chunks(reader, indices, timestamps, 8, reopen=reopen))
-    assert len(opened) == 2  # the chunks starting at 16 (past keyframe 12) and 24 (at keyframe 24)
-    whole = video.open_video(path).get_batch(indices.tolist()).asnumpy()
-    np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]), whole)
