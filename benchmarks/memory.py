@@ -13,12 +13,11 @@ it), so the memory measured is the pipeline's, not the model's: frames, depth ma
 resolution, PNGs, blocks in the object store. `--depth-model SPEC` uses another one.
 
 The clips are the fixture tokyo_walk.mp4 (1280x720, 15 fps, 195 frames) upscaled with PIL and looped
-as needed, H.264 (libx264 veryfast, crf 23, a keyframe every 30 frames, yuv420p, 15 fps), so decoding and PNG sizes are those
-of real footage (2.9, 28 and 32 MB). They are written once into --clips-dir (default
-/tmp/enrich-memory-clips) and reused: generating all three took 5.4 CPU-minutes, 9 minutes on a
-busy 2-core machine. On 2 cores the three commands then take roughly 15 minutes, more on a busy
-machine (an estimate from the per-frame costs at these sizes, 4K PNG16 encoding above all; it
-has not been timed whole yet).
+as needed, H.264 (libx264 veryfast, crf 23, a keyframe every 30 frames, yuv420p, 15 fps), so
+decoding and PNG sizes are those of real footage (about 3, 30 and 32 MB). They are written once
+into --clips-dir (default /tmp/enrich-memory-clips) and reused: generating all three took 5.4
+CPU-minutes, 9 minutes on a busy 2-core machine. On 2 idle cores the three commands then take 17
+minutes in all (60, 471 and 469 s, measured on 2026-12-01).
 
 While each command runs, every 0.25 s, it samples the machine's memory in use (MemTotal -
 MemAvailable from /proc/meminfo), /dev/shm's usage (the Ray object store) and, for every process
