@@ -62,7 +62,7 @@ def relative(uri: str, base: str) -> str:
     return os.path.relpath(uri, base).replace(os.sep, "/")
 
 
-RETRIES = {"mode": "standard", "max_attempts": 5}  # unless AWS_RETRY_MODE / AWS_MAX_ATTEMPTS say otherwise
+RETRIES = {"mode": "standard", "total_max_attempts": 5}  # unless AWS_RETRY_MODE / AWS_MAX_ATTEMPTS say otherwise
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 5, 60
 
 
@@ -75,9 +75,8 @@ def s3_client():
     import boto3
     from botocore.config import Config
 
-    own = {"AWS_RETRY_MODE": "mode", "AWS_MAX_ATTEMPTS": "max_attempts"}
-    retries = {key: value for key, value in RETRIES.items() if not any(
-        os.environ.get(env) for env, name in own.items() if name == key)}  # fmt: skip
+    setting = {"mode": "AWS_RETRY_MODE", "total_max_attempts": "AWS_MAX_ATTEMPTS"}  # Config would override them
+    retries = {key: value for key, value in RETRIES.items() if not os.environ.get(setting[key])}
     config = Config(retries=retries, connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S)
     return boto3.session.Session().client("s3", config=config)
 
