@@ -104,12 +104,12 @@ def _publish(target: str, parts: _Parts, finish, clip_id: str) -> tuple[int, dic
             summary = f.read_row_group(g, columns=reads)
             summaries.append(summary)
             where += [(frame, p, g, r) for r, frame in enumerate(summary["frame_index"].to_pylist())]
-    where.sort()
+    order = sorted(range(len(where)), key=where.__getitem__)  # one sort serves the rows and their summaries
+    where = [where[i] for i in order]
     columns, figures = {}, {}
     if finish is not None:
-        summary = pa.concat_tables(summaries)
+        summary = pa.concat_tables(summaries).take(order)
         del summaries
-        summary = summary.take(pc.sort_indices(summary, sort_keys=[("frame_index", "ascending")]))
         try:
             columns, figures = finish(summary)
         except Exception as exc:  # the clip's rows are good: publish them as they are, and say why
