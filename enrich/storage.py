@@ -93,7 +93,13 @@ def unreachable(exc: BaseException) -> str | None:
     storage that could not be reached after botocore's retries; None for any other failure."""
     from botocore import exceptions as bx
 
-    lost = (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)
+    lost = (
+        bx.EndpointConnectionError,
+        bx.ConnectTimeoutError,
+        bx.ReadTimeoutError,
+        bx.ConnectionClosedError,
+        bx.ResponseStreamingError,
+    )
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -199,7 +205,7 @@ def exists(uri: str) -> bool:
 def read_bytes(uri: str) -> bytes:
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return _get_object(bucket, key)
     with open(uri, "rb") as f:
         return f.read()
 
@@ -270,6 +276,23 @@ def read_arrow(uri: str):
     return sink.getvalue()
 
 
+STREAM_ATTEMPTS = 3
+
+
+def _get_object(bucket: str, key: str, **extra) -> bytes:
+    """The object's bytes. botocore retries the request but not a body that breaks off while it
+    streams, so the whole GET is tried again, up to STREAM_ATTEMPTS times; a dead endpoint then
+    fails the retried request itself."""
+    from botocore.exceptions import ResponseStreamingError
+
+    for attempt in range(STREAM_ATTEMPTS):
+        try:
+            return s3_client().get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
+        except ResponseStreamingError:
+            if attempt == STREAM_ATTEMPTS - 1:
+                raise
+
+
 class _S3Reader(io.RawIOBase):
     def __init__(self, uri: str):
         self.bucket, self.key = split_s3(uri)
@@ -294,8 +317,7 @@ class _S3Reader(io.RawIOBase):
         end = self.size if size is None or size < 0 else min(self.size, self.position + size)
         if end <= self.position:
             return b""
-        body = s3_client().get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end - 1}")
-        data = body["Body"].read()
+        data = _get_object(self.bucket, self.key, Range=f"bytes={self.position}-{end - 1}")
         self.position += len(data)
         return data
 
