@@ -1,3 +1,3 @@
-from enrich.cli import main
+from enrich.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

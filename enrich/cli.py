@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
-from enrich import errors
+from enrich import errors, supervise
 from enrich.config import (
     DEFAULT_DEPTH_MODEL,
     DEFAULT_DETECTOR_MODEL,
@@ -392,6 +393,30 @@ def usage_error(exc: errors.UsageError) -> int:
     return errors.EXIT_CANNOT_RUN
 
 
+def entry() -> int:
+    """The `enrich` command: `enrich run` drives its run from a supervised child process (see
+    `enrich.supervise`), so a driver that dies under the run still ends with one line and exit 3."""
+    argv = sys.argv[1:]
+    if supervise.wanted(argv):
+        return supervise.run(argv)
+    supervise.child_started()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse; or Ray's SIGTERM handler in a driver, after the run's finally blocks
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else errors.EXIT_CLIPS_FAILED
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        if code == signal.SIGTERM:  # Ray's handler is sys.exit(signum)
+            code = interrupted("stopped by SIGTERM")
+    supervise.report(exit=code)
+    return code
+
+
+def interrupted(how: str) -> int:
+    print(f"enrich: {how}; finished clips are committed, run again to do the rest", file=sys.stderr)
+    return errors.EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(argv)
@@ -401,5 +426,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"enrich: error: {exc}", file=sys.stderr)
         return errors.EXIT_INFRASTRUCTURE
     except KeyboardInterrupt:
-        print("enrich: interrupted; finished clips are committed, run again to do the rest", file=sys.stderr)
-        return errors.EXIT_INTERRUPTED
+        return interrupted("interrupted")

@@ -89,13 +89,36 @@ class Lock:
             return None
 
 
+def release_dead(output: str, token: str) -> bool:
+    """Delete OUTPUT's lock if it is still the one taken with `token`, by a run that has died (the
+    supervising `enrich` process cleans up after its driver). False when another run holds it."""
+    lock = Lock(output)
+    holder = lock._holder()
+    if holder is None:
+        return True
+    if holder.get("token") != token:
+        return False
+    storage.delete(lock.uri)
+    return True
+
+
 def _stale(holder: dict) -> bool:
     if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        try:
-            os.kill(holder["pid"], 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return not process_running(holder["pid"])
     return time.time() - float(holder.get("refreshed_at", 0)) > STALE_S
+
+
+def process_running(pid: int) -> bool:
+    """Whether `pid` is a live process: a zombie (dead, not yet reaped, as a killed driver whose
+    parent is gone can stay in a container without an init) is not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:  # no /proc (not Linux), or gone meanwhile
+        return True

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from enrich import licences, storage
+from enrich import licences, storage, supervise
 from enrich.catalog import Clip, list_clips
 from enrich.config import STAGES, RunConfig
 from enrich.errors import InfrastructureError, UsageError
@@ -45,6 +45,7 @@ from enrich.runtime import (
     ClusterShape,
     cluster_shape,
     init_ray,
+    local_raylet_pid,
     set_block_bytes,
     set_store_budget,
 )
@@ -143,6 +144,8 @@ def prepare(cfg: RunConfig, plan_only: bool = False, log=None) -> Prepared:
         config_hash = cfg.output_hash(ids)
         with storage.s3_errors(cfg.output):
             lock = None if plan_only else Lock(cfg.output).acquire()
+            if lock:
+                supervise.report(output=cfg.output, lock_token=lock.token)
             previous = commit.read_clips(cfg.output)
         plan = make_plan(clips, previous, config_hash, cfg.force, cfg.retry_limit)
         prep = Prepared(cfg, models, config_hash, plan, new_run_id(), previous, lock)
@@ -340,6 +343,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     staging_root = storage.join(cfg.output, "_staging")
     storage.delete_prefix(staging_root)  # we hold the lock: anything staged there is a dead run's
     staging = storage.join(staging_root, prep.run_id)
+    supervise.report(staging=staging, staging_root=staging_root, raylet_pid=local_raylet_pid())
     shape = cluster_shape()
     set_store_budget(shape)
     plans = stage_plans(prep, shape, staging)
@@ -376,6 +380,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
         if finished_rows:
             with infrastructure_failures():
                 commit.write_clips(cfg.output, commit.merge_clips(previous, finished_rows))
+            supervise.report(committed=len(finished_rows))  # recorded in the clips table: kept if we die
 
     last_checkpoint = time.monotonic()
     ticker = _Ticker(PROGRESS_S, lambda: _progress(log, tracker, summary, len(by_id), time.monotonic() - started))

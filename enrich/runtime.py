@@ -58,6 +58,18 @@ class ClusterShape:
     cpus_per_node: int
 
 
+def local_raylet_pid() -> int | None:
+    """The pid of the raylet an embedded Ray started in this process; None when joined to a cluster
+    (or when Ray's private node object changes shape: only messages depend on it)."""
+    import ray
+
+    try:
+        processes = ray._private.worker._global_node.all_processes
+        return int(processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return None
+
+
 def init_ray(address: str | None) -> None:
     """Start or join Ray once per process (tests share one session across runs)."""
     import ray

@@ -388,3 +388,83 @@ def test_a_run_that_cannot_start_leaves_an_existing_output_as_found(case, tmp_pa
     assert not (out / "_lock.json").exists() and not (out / "_staging").exists()
     assert not list(out.glob("_probe-*"))
     assert snapshot(out) == found
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def raylet_of(sid: int) -> int | None:
+    """The raylet the run's embedded Ray started (in the run's session)."""
+    for pid in session_pids(sid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0")[0]
+        except OSError:
+            continue
+        if os.path.basename(argv0) == b"raylet":
+            return pid
+    return None
+
+
+def driver_of(run: Enrich) -> int | None:
+    """The driver: the `enrich` command's one child process."""
+    found = children(run.pid)
+    return found[0] if len(found) == 1 else None
+
+
+@pytest.mark.parametrize("victim", ["driver", "raylet"])
+def test_a_driver_or_ray_node_that_dies_under_the_run_ends_it_with_one_line_and_exit_3(
+    victim, clip_folder, tiny_depth_model, tmp_path
+):
+    """The driver killed as the OOM killer would (SIGKILL, the `enrich` command itself survives),
+    or the local Ray node (raylet and its object store) killed under the driver: one line, exit 3,
+    the committed clips kept, no staging and no lock left behind."""
+    out = tmp_path / "out"
+    run = Enrich([clip_folder, out, *options(tiny_depth_model)], tmp_path / "logs")
+    try:
+        wait_until(lambda: committed_files(out), run, FIRST_COMMIT_TIMEOUT_S, "clip was committed")
+        pid = driver_of(run) if victim == "driver" else raylet_of(run.pid)
+        assert pid, f"no {victim} process found"
+        assert run.proc.poll() is None, "the run finished before it could be killed"
+        os.kill(pid, signal.SIGKILL)
+        code = run.wait(RUN_TIMEOUT_S)
+        stderr = run.stderr()
+        assert code == EXIT_INFRASTRUCTURE, f"exit {code}:\n{tail(stderr)}"
+        assert "Traceback" not in stderr, tail(stderr, 60)
+        lines = [line for line in stderr.splitlines() if line.startswith("enrich: error:")]
+        assert len(lines) == 1, tail(stderr)
+        assert ("Ray node" in lines[0]) == (victim == "raylet"), lines[0]
+        assert "committed" in lines[0] and "same command" in lines[0], lines[0]
+        assert len(committed_files(out)) < len(CLIPS), "every clip was committed before the kill"
+        assert leftovers(out) == []
+    finally:
+        run.stop()
+
+
+def test_sigterm_stops_the_run_as_ctrl_c_does(clip_folder, tiny_depth_model, tmp_path):
+    """A scheduler's or Kubernetes' SIGTERM to the `enrich` command: the commits under way finish and
+    are recorded, nothing is left behind, one line, exit 130; the same command does the rest."""
+    out = tmp_path / "out"
+    args = [clip_folder, out, *options(tiny_depth_model)]
+    run = Enrich(args, tmp_path / "logs")
+    try:
+        wait_until(lambda: committed_files(out), run, FIRST_COMMIT_TIMEOUT_S, "clip was committed")
+        assert run.proc.poll() is None, "the run finished before it could be stopped"
+        run.proc.send_signal(signal.SIGTERM)
+        code = run.wait(RUN_TIMEOUT_S)
+        stderr = run.stderr()
+        assert code == errors.EXIT_INTERRUPTED, f"exit {code}:\n{tail(stderr)}"
+        assert "Traceback" not in stderr, tail(stderr, 60)
+        assert [line for line in stderr.splitlines() if "SIGTERM" in line or line.startswith("enrich:")] == [
+            "enrich: interrupted; finished clips are committed, run again to do the rest"
+        ], tail(stderr)
+        assert leftovers(out) == []
+        recorded = {r["clip_id"] for r in clips_rows(out)}
+        assert recorded and set(frame_indices(out)) <= recorded  # every published clip is in the clips table
+    finally:
+        run.stop()

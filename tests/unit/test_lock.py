@@ -1,8 +1,10 @@
 """The OUTPUT lock on the local filesystem (tests/e2e/test_s3.py covers it on S3)."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -37,3 +39,27 @@ def test_a_fresh_lock_from_another_host_is_respected_and_a_stale_one_is_not(tmp_
     (tmp_path / lock.NAME).write_text(json.dumps({**record, "refreshed_at": time.time()}))
     with pytest.raises(UsageError, match="pid 1 on elsewhere"):
         lock.Lock(str(tmp_path)).acquire()
+
+
+def test_a_lock_left_by_a_killed_process_not_yet_reaped_is_taken_over(tmp_path):
+    """A killed driver whose parent is gone can stay a zombie (a container without an init reaps
+    nothing); os.kill(pid, 0) still finds it, but it holds nothing."""
+    code = f"import os; from enrich import lock; lock.Lock({str(tmp_path)!r}).acquire(); os._exit(0)"
+    holder = subprocess.Popen([sys.executable, "-c", code])  # not waited for (poll would reap it)
+    deadline = time.monotonic() + 60
+    while lock.process_running(holder.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / lock.NAME).exists()
+    os.kill(holder.pid, 0)  # still there: a zombie
+    assert not lock.process_running(holder.pid)
+    lock.Lock(str(tmp_path)).acquire().release()
+    holder.wait()
+
+
+def test_release_dead_deletes_only_the_lock_taken_with_its_token(tmp_path):
+    first = lock.Lock(str(tmp_path)).acquire()
+    first._stop.set()  # as if its process had died: no more refreshes
+    assert not lock.release_dead(str(tmp_path), "another-token")
+    assert (tmp_path / lock.NAME).exists()
+    assert lock.release_dead(str(tmp_path), first.token)
+    assert not (tmp_path / lock.NAME).exists()

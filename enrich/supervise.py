@@ -1,0 +1,145 @@
+"""`enrich run` under a small parent process that outlives the driver.
+
+When the local Ray node dies under a driver (its raylet, and with it the object store), Ray's core
+worker ends the driver's process from C++: no Python handler runs, and its exit code, 1, reads as
+"some clips failed". A driver the kernel kills for memory ends the same way, with no line at all.
+So the `enrich` command runs the driver as a child process and waits for it:
+
+- the child reports over a pipe what cleaning up after it needs (its lock and its staging
+  folder), how many clips it has committed, and, last, the exit code it chose;
+- a child that ends without reporting an exit code died under the run. The parent removes the
+  child's staging, releases its lock, prints one line and exits EXIT_INFRASTRUCTURE (3); the
+  committed clips are kept and the same command resumes.
+
+SIGTERM or SIGHUP to the parent reaches the child as SIGINT: it stops as on Ctrl-C (the commits
+under way finish, exit 130). Not as SIGTERM, because Ray's core worker prints a stack dump for that
+one. A terminal's Ctrl-C reaches both processes, and the parent leaves it to the child.
+
+Library use (`enrich.cli.main`, `jobs/enrich_job.py`) runs in-process, unsupervised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+from enrich import errors
+
+CHILD_ENV = "ENRICH_SUPERVISOR_FD"  # set for the child: the pipe it reports on
+_PR_SET_PDEATHSIG = 1
+_report_fd: int | None = None  # in the child, once `child_started` has taken it from the environment
+
+
+def wanted(argv: list[str]) -> bool:
+    """Supervise `enrich run`, unless this process is the supervised child already."""
+    return argv[:1] == ["run"] and CHILD_ENV not in os.environ
+
+
+def run(argv: list[str]) -> int:
+    """Run `python -m enrich ARGV` as a child and return its exit code, or EXIT_INFRASTRUCTURE
+    with one line when it died without choosing one."""
+    read_end, write_end = os.pipe()
+    env = {**os.environ, CHILD_ENV: str(write_end)}
+    child = subprocess.Popen([sys.executable, "-m", "enrich", *argv], env=env, pass_fds=(write_end,))
+    os.close(write_end)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the child as well
+    for name in ("SIGTERM", "SIGHUP"):  # as Ctrl-C: Ray's core worker answers SIGTERM with a stack dump
+        signal.signal(getattr(signal, name), lambda signum, frame: child.send_signal(signal.SIGINT))
+    reports: dict = {}
+    reader = threading.Thread(target=_read_reports, args=(read_end, reports), daemon=True)
+    reader.start()
+    returncode = child.wait()
+    reader.join(timeout=5)
+    if "exit" in reports:
+        return int(reports["exit"])
+    print(f"enrich: error: {_died(returncode, reports)}", file=sys.stderr, flush=True)
+    return errors.EXIT_INFRASTRUCTURE
+
+
+def _read_reports(fd: int, reports: dict) -> None:
+    with open(fd, encoding="utf-8") as pipe:
+        for line in pipe:
+            try:
+                reports.update(json.loads(line))
+            except ValueError:
+                pass
+
+
+def _died(returncode: int, reports: dict) -> str:
+    """The one line for a driver that died under the run, after cleaning up what it left."""
+    from enrich.lock import process_running
+
+    raylet = reports.get("raylet_pid")
+    if returncode < 0:  # its embedded Ray goes down with it
+        how = f"was killed by {signal.Signals(-returncode).name}"
+        if returncode == -signal.SIGKILL:
+            how += " (out of memory?)"
+    elif raylet and not process_running(int(raylet)):  # Ray's core worker ends the driver itself
+        how = f"was ended by Ray (exit code {returncode}): the local Ray node (its raylet and object store) died"
+    else:
+        how = f"ended with exit code {returncode} without finishing"
+    left = _clean_up(reports)
+    committed = int(reports.get("committed", 0))
+    return (
+        f"the run's driver {how}; {_clips(committed)} committed by this run {'is' if committed == 1 else 'are'} "
+        f"kept{left}; run the same command again to resume"
+    )
+
+
+def _clips(n: int) -> str:
+    return f"{n} clip{'' if n == 1 else 's'}"
+
+
+def _clean_up(reports: dict) -> str:
+    """Remove the dead child's staging and release its lock; what could not be, as a clause."""
+    from enrich import lock, storage
+
+    left = []
+    if reports.get("staging"):
+        try:
+            storage.delete_prefix(reports["staging"])
+            storage.remove_empty_folders(reports["staging_root"])
+        except Exception:
+            left.append(f"its staging {reports['staging']} is left for the next run to remove")
+    if reports.get("lock_token"):
+        try:
+            if not lock.release_dead(reports["output"], reports["lock_token"]):
+                left.append("its lock is taken over by the next run")
+        except Exception:
+            left.append("its lock is taken over by the next run")
+    return "".join(f"; {item}" for item in left)
+
+
+def child_started() -> None:
+    """In the supervised child: take the report pipe (out of the environment, and out of reach of
+    the processes Ray starts), stop gracefully on SIGTERM or SIGHUP, and die with the parent (a
+    SIGKILL of `enrich` kills its driver too, as it did before there was a parent)."""
+    global _report_fd
+    value = os.environ.pop(CHILD_ENV, "")
+    if not value.isdigit():
+        return
+    _report_fd = int(value)
+    os.set_inheritable(_report_fd, False)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for name in ("SIGTERM", "SIGHUP"):  # as Ctrl-C: the commits under way finish
+        signal.signal(getattr(signal, name), signal.default_int_handler)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: an orphaned child finishes its run
+        pass
+
+
+def report(**record) -> None:
+    """Tell the supervising parent something; a no-op when unsupervised."""
+    if _report_fd is None:
+        return
+    try:
+        os.write(_report_fd, (json.dumps(record) + "\n").encode())
+    except OSError:  # the parent is gone
+        pass
