@@ -408,6 +408,9 @@ def entry() -> int:
             print(exc.code, file=sys.stderr)
         if code == signal.SIGTERM:  # Ray's handler is sys.exit(signum)
             code = interrupted("stopped by SIGTERM")
+    except BaseException:  # a bug: its traceback and exit 1, as unsupervised, not "the driver died"
+        supervise.report(exit=errors.EXIT_CLIPS_FAILED)
+        raise
     supervise.report(exit=code)
     return code
 
