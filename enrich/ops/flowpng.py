@@ -1,5 +1,5 @@
-"""KITTI optical-flow PNGs: 16-bit RGB, written (`enrich.ops.png16`) and read with numpy and zlib
-only, as PIL reads 16-bit RGB as 8-bit. The format is
+"""KITTI optical-flow PNGs: 16-bit RGB, written by `enrich.ops.png16` and read through libpng (PIL
+reads 16-bit RGB as 8-bit). The format is
 KITTI's: channel 0 holds u (x displacement), channel 1 holds v (y displacement), channel 2 the
 valid flag, and
 
@@ -16,39 +16,44 @@ import zlib
 
 import numpy as np
 
-from enrich.ops.png16 import FILTER_NONE, FILTER_SUB, FILTER_UP, SIGNATURE, encode_png16
+from enrich.ops.png16 import SIGNATURE, encode_png16
 
 _OFFSET = 2**15
 _SCALE = 64.0
 _CHANNELS = 3
-_BYTES_PER_PIXEL = 2 * _CHANNELS
 _GENERAL_READER = "use cv2.imread(path, cv2.IMREAD_UNCHANGED) (BGR order) for general PNGs"
 
 
-def encode_flow_png(flow: np.ndarray, compress_level: int = 1) -> bytes:
+def encode_flow_png(flow: np.ndarray, compress=None) -> bytes:
     """Float [H, W, 2] flow (u, v in px) -> KITTI flow PNG bytes.
 
     A vector that is not finite, or whose stored value would fall outside 0..65535 (beyond ±512
     px), is marked invalid and stored as u = v = 2**15 (zero flow): clipping it, as KITTI's devkit
     does, would keep a wrong vector marked valid. The "Up" filter of every scanline compresses
-    smooth flow 2-15x better than no filter and, with less for zlib to chew on, is no slower.
+    smooth flow 2-15x better than no filter and, with less left to deflate, is no slower.
     """
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2 or 0 in flow.shape:
         raise ValueError(f"flow must be a non-empty [H, W, 2] array, got shape {flow.shape}")
     height, width = flow.shape[:2]
     stored, valid = _stored(flow)
+    stored[~valid] = _OFFSET
     samples = np.empty((height, width, _CHANNELS), np.uint16)
-    samples[..., :2] = np.where(valid[..., None], stored, _OFFSET)
+    samples[..., :2] = stored
     samples[..., 2] = valid
-    return encode_png16(samples, compress_level)
+    return encode_png16(samples, compress)
 
 
 def _stored(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The stored values of a flow field, and where they are valid (representable and finite)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        stored = np.rint(np.asarray(flow, dtype=np.float64) * _SCALE + _OFFSET)
-        return stored, np.all((stored >= 0) & (stored <= 65535), axis=2)  # False for NaN and inf
+    """The stored values of a flow field (float64, a new array), and where they are valid
+    (representable and finite). In place, as this runs on every flow field enrich writes."""
+    stored = np.array(flow, dtype=np.float64)
+    stored *= _SCALE
+    stored += _OFFSET
+    np.rint(stored, out=stored)
+    with np.errstate(invalid="ignore"):
+        fits = (stored >= 0) & (stored <= 65535)  # False for NaN and inf
+    return stored, fits[..., 0] & fits[..., 1]
 
 
 def storable(flow: np.ndarray) -> np.ndarray:
@@ -59,31 +64,36 @@ def storable(flow: np.ndarray) -> np.ndarray:
 def decode_flow_png(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """KITTI flow PNG bytes -> (flow float32 [H, W, 2] with NaN where invalid, valid bool [H, W]).
 
-    Reads what `encode_flow_png` writes, and any file using only filter types 0, 1, 2. Files from
-    libpng-based writers (KITTI's own) usually also use Paeth (4) and are refused with ValueError
-    rather than decoded wrongly.
+    Reads any 16-bit RGB PNG: every filter type, interlaced or not, so files written by libpng
+    (KITTI's own devkit) load as well as enrich's. The chunks and the header are checked here, for
+    a clear message; libpng (through torchvision, which enrich installs anyway) decodes the pixels.
     """
-    width, height, idat = _read_chunks(data)
-    try:
-        scanlines = zlib.decompress(idat)
-    except zlib.error as error:
-        raise ValueError(f"corrupt PNG image data: {error}") from None
-    stride = 1 + width * _BYTES_PER_PIXEL
-    if len(scanlines) != height * stride:
-        raise ValueError(f"PNG image data has {len(scanlines)} bytes, expected {height * stride}")
-    rows = _unfilter(np.frombuffer(scanlines, np.uint8).reshape(height, stride))
-    samples = rows.view(">u2").reshape(height, width, _CHANNELS)
+    width, height = _check(data)
+    samples = _libpng(data)
+    if samples.shape != (height, width, _CHANNELS):
+        raise ValueError(f"PNG decoded to {samples.shape}, expected {(height, width, _CHANNELS)}")
     valid = samples[..., 2] > 0  # KITTI's devkit treats any non-zero flag as valid
     flow = (samples[..., :2].astype(np.float32) - _OFFSET) / _SCALE
     flow[~valid] = np.nan
     return flow, valid
 
 
-def _read_chunks(data: bytes) -> tuple[int, int, bytes]:
-    """Check signature, CRCs and header; return width, height and the joined IDAT payloads."""
+def _libpng(data: bytes) -> np.ndarray:
+    import torch
+    from torchvision.io import ImageReadMode, decode_png
+
+    try:
+        image = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.UNCHANGED)
+    except RuntimeError as error:
+        raise ValueError(f"corrupt PNG image data: {str(error).strip().splitlines()[0]}") from None
+    return image.permute(1, 2, 0).numpy()
+
+
+def _check(data: bytes) -> tuple[int, int]:
+    """Check signature, CRCs and header; return width and height."""
     if not data.startswith(SIGNATURE):
         raise ValueError("not a PNG file (bad signature)")
-    position, header, idat = len(SIGNATURE), None, []
+    position, header, idat = len(SIGNATURE), None, False
     while position + 12 <= len(data):
         (length,) = struct.unpack_from(">I", data, position)
         kind = data[position + 4 : position + 8]
@@ -96,35 +106,14 @@ def _read_chunks(data: bytes) -> tuple[int, int, bytes]:
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", payload)
         elif kind == b"IDAT":
-            idat.append(payload)
+            idat = True
         elif kind == b"IEND":
             break
     if header is None or not idat:
         raise ValueError("PNG has no IHDR or no IDAT chunk")
-    width, height, depth, colour, _, _, interlace = header
+    width, height, depth, colour = header[:4]
     if (depth, colour) != (16, 2):
         raise ValueError(
             f"not a KITTI flow PNG: bit depth {depth}, colour type {colour} (expected 16-bit RGB); {_GENERAL_READER}"
         )
-    if interlace:
-        raise ValueError(f"interlaced PNGs are not supported; {_GENERAL_READER}")
-    return width, height, b"".join(idat)
-
-
-def _unfilter(scanlines: np.ndarray) -> np.ndarray:
-    """Undo per-scanline filters 0, 1, 2; a loop over rows, each row vectorised."""
-    rows = np.empty((scanlines.shape[0], scanlines.shape[1] - 1), np.uint8)
-    previous = np.zeros(rows.shape[1], np.uint8)
-    for index, (kind, line) in enumerate(zip(scanlines[:, 0], scanlines[:, 1:], strict=True)):
-        if kind == FILTER_NONE:
-            rows[index] = line
-        elif kind == FILTER_SUB:  # running sum of each byte position across pixels, modulo 256
-            rows[index] = np.cumsum(line.reshape(-1, _BYTES_PER_PIXEL), axis=0, dtype=np.uint8).reshape(-1)
-        elif kind == FILTER_UP:
-            rows[index] = line + previous
-        else:
-            raise ValueError(
-                f"PNG filter type {kind} on row {index} is not supported (only 0, 1, 2); {_GENERAL_READER}"
-            )
-        previous = rows[index]
-    return rows
+    return width, height

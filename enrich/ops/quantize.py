@@ -45,11 +45,11 @@ def dequantize(codes: np.ndarray, scale: float, offset: float) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def encode_png16(codes: np.ndarray, compress_level: int = 1) -> bytes:
-    """Single-channel 16-bit PNG of the codes."""
+def encode_png16(codes: np.ndarray, compress=None) -> bytes:
+    """Single-channel 16-bit PNG of the codes (`compress`: see `png16.encode_png16`)."""
     if codes.dtype != np.uint16 or codes.ndim != 2:
         raise ValueError(f"expected a 2-D uint16 array, got {codes.dtype} with shape {codes.shape}")
-    return png16.encode_png16(codes, compress_level)
+    return png16.encode_png16(codes, compress)
 
 
 def decode_png16(data: bytes) -> np.ndarray:
