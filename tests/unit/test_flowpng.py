@@ -160,22 +160,33 @@ def test_filter_zero_file_bytes_by_hand():
     np.testing.assert_array_equal(decoded[0, 0], [(0x1234 - 2**15) / 64, (0xFF01 - 2**15) / 64])
 
 
-def test_decodes_what_libpng_writes():
+def test_decodes_what_libpng_writes(tmp_path):
     """OpenCV writes through libpng, which picks its filters row by row (Paeth among them), as
-    KITTI's devkit does."""
-    cv2 = pytest.importorskip("cv2")
+    KITTI's devkit does. It writes in a fresh interpreter: decord, imported by the test session,
+    puts an old zlib into the process's symbols, which breaks libpng."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("cv2")
     flow = smooth_flow(61, 83, amplitude=200, seed=5)
     samples = np.concatenate([stored(flow), np.ones((61, 83, 1), np.uint16)], axis=-1)
     samples[7, 9] = (2**15, 2**15, 0)  # one invalid vector
+    np.save(tmp_path / "samples.npy", samples)
+    write = (
+        "import sys, cv2, numpy as np; samples = np.load(sys.argv[1] + '/samples.npy')\n"
+        "for level in (1, 9):\n"
+        "    cv2.imwrite(f'{sys.argv[1]}/{level}.png', samples[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, level])"
+    )
+    subprocess.run([sys.executable, "-c", write, str(tmp_path)], check=True)
+    kinds = set()
     for level in (1, 9):
-        ok, data = cv2.imencode(".png", samples[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, level])  # BGR
-        assert ok
-        raw = zlib.decompress(b"".join(payload for kind, payload in chunks(data.tobytes()) if kind == b"IDAT"))
-        kinds = set(np.frombuffer(raw, np.uint8).reshape(61, -1)[:, 0])
-        decoded, valid = decode_flow_png(data.tobytes())
+        data = (tmp_path / f"{level}.png").read_bytes()
+        raw = zlib.decompress(b"".join(payload for kind, payload in chunks(data) if kind == b"IDAT"))
+        kinds |= set(np.frombuffer(raw, np.uint8).reshape(61, -1)[:, 0])
+        decoded, valid = decode_flow_png(data)
         np.testing.assert_array_equal(valid, samples[..., 2] == 1)
         np.testing.assert_array_equal(decoded[valid], ((samples[..., :2].astype(np.float64) - 2**15) / 64)[valid])
-    assert kinds - {0, 1, 2}, f"libpng used only filters {kinds}: the test would not cover the others"
+    assert kinds & {3, 4}, f"libpng used only filters {kinds}: the test would not cover Average or Paeth"
 
 
 def test_other_pngs_are_refused_with_a_pointer():
@@ -189,6 +200,26 @@ def test_other_pngs_are_refused_with_a_pointer():
     good[-20] ^= 0xFF  # inside the IDAT payload
     with pytest.raises(ValueError, match="CRC"):
         decode_flow_png(bytes(good))
+
+
+def test_interlaced_is_refused():
+    data = bytearray(encode_flow_png(np.zeros((2, 2, 2))))
+    header = bytes(data[12:29])[:-1] + b"\x01"  # IHDR kind + payload with interlace = 1
+    data[12:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    with pytest.raises(ValueError, match="interlaced"):
+        decode_flow_png(bytes(data))
+
+
+def test_a_filter_type_beyond_paeth_is_refused():
+    data = handmade_png(np.zeros((2, 2, 3), np.uint16), [0, 0])
+    header, rest = data.split(b"IDAT", 1)
+    raw = bytearray(zlib.decompress(rest[: struct.unpack(">I", header[-4:])[0]]))
+    raw[1 + 2 * 6] = 5  # second row's filter byte
+    payload = zlib.compress(bytes(raw))
+    idat = struct.pack(">I", len(payload)) + b"IDAT" + payload + struct.pack(">I", zlib.crc32(b"IDAT" + payload))
+    with pytest.raises(ValueError, match="filter type 5 on row 1"):
+        decode_flow_png(header[:-4] + idat + data[data.index(b"IEND") - 4 :])
 
 
 def test_wrong_shape_is_refused():
