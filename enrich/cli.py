@@ -18,6 +18,7 @@ from enrich.config import (
     DEFAULT_DETECTOR_MODEL,
     DEFAULT_FLOW_MODEL,
     DEFAULT_POSE_MODEL,
+    FLOW_PRECISIONS,
     PRECISIONS,
     STAGES,
     build,
@@ -205,10 +206,14 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
             default=s,
             help="actors (default: enough for every GPU; on CPU one running a call per core the stage can use)",
         )
-        if name != "flow":  # RAFT runs in fp32 only
-            group.add_argument(
-                f"--{name}-precision", choices=PRECISIONS, default=s, help="fp16/bf16 on CUDA only (default: fp32)"
-            )
+        group.add_argument(
+            f"--{name}-precision",
+            choices=PRECISIONS if name != "flow" else FLOW_PRECISIONS,
+            default=s,
+            help="auto (default): bf16 on CUDA, fp32 on CPU"
+            if name != "flow"
+            else "auto (default): fp32 with TF32 on CUDA; bf16: autocast",
+        )
         group.add_argument(
             f"--{name}-threads",
             type=int,

@@ -26,7 +26,8 @@ DEFAULT_DETECTOR_MODEL = "PekingU/rtdetr_r50vd_coco_o365"
 # Model stages, in the order the pipeline runs them: flow first, so each frame's copy of its
 # successor (`next_frame`) leaves the object store before the other models see the frame.
 STAGES = ("flow", "depth", "pose")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+FLOW_PRECISIONS = ("auto", "fp32", "bf16")  # fp16 would overflow RAFT's correlation volume
 # Bumped whenever the way outputs are computed or stored changes, so old rows are redone.
 MANIFEST_VERSION = 3
 TEMPORAL_MODES = ("off", "align", "smooth")
@@ -40,13 +41,18 @@ class StageConfig:
     batch_size: int | None = None  # items per forward pass; auto: per stage, small on CPU
     gpus: float | None = None  # GPUs per actor (fractions share a GPU); auto: see `enrich.resources`
     pool_size: int | None = None  # actors; auto: see `enrich.resources`
-    precision: str = "fp32"  # fp16/bf16 apply on CUDA only
+    precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU (flow: fp32 weights, TF32 on CUDA)
     threads: int | None = None  # torch threads per CPU model replica; auto: see `enrich.resources`
 
     def output_fields(self) -> dict[str, Any]:
         """The fields that change what the stage writes (the rest only change speed)."""
         skip = {"model", "detector_model", "batch_size", "gpus", "pool_size", "threads"}  # models: pinned ids
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        found = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        # `auto` keeps fp32's hash: it is fp32 on CPU, and on a GPU its bf16 stays within the tested
+        # tolerance of fp32 (tests/stages/test_precision.py), so a catalogue is not redone for it.
+        if found.get("precision") == "auto":
+            found["precision"] = "fp32"
+        return found
 
 
 @dataclass(frozen=True)
@@ -261,7 +267,10 @@ def validate(cfg: RunConfig) -> None:
             f"--{name}-precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}",
         )
     _positive(cfg.flow.updates, "--flow-updates", int)
-    _check(cfg.flow.precision == "fp32", "--flow-precision: RAFT runs in fp32 only (its correlation volume needs it)")
+    _check(
+        cfg.flow.precision in FLOW_PRECISIONS,
+        "--flow-precision must be auto, fp32 or bf16 (fp16 would overflow RAFT's correlation volume)",
+    )
     _check(
         cfg.temporal.mode in TEMPORAL_MODES,
         f"--temporal must be one of {', '.join(TEMPORAL_MODES)}, got {cfg.temporal.mode!r}",

@@ -70,6 +70,7 @@ class Prepared:
     run_id: str
     previous: pa.Table | None  # the clips table before this run
     lock: Lock | None = None  # held from before the clips table is read until the run ends
+    notes: dict[str, str] = field(default_factory=dict)  # stage -> its attention kernel, for --verbose
 
     def release(self) -> None:
         if self.lock:
@@ -180,6 +181,15 @@ def _check_models(cfg: RunConfig, stages: dict[str, ModelStage], models: dict[st
             raise UsageError(f"{name} model {spec} cannot be loaded: {str(exc).strip().splitlines()[0]}") from None
 
 
+def _precision(precision: str, stage: str, gpus: float) -> str:
+    """What `--STAGE-precision` means on the stage's device (see `enrich.ops.common.torch_dtype`)."""
+    if precision != "auto":
+        return precision + (" autocast" if stage == "flow" and precision == "bf16" else "")
+    if stage == "flow":
+        return "fp32, TF32 on CUDA" if gpus else "fp32"
+    return "auto: bf16 on CUDA (fp32 if it lacks bf16)" if gpus else "auto: bf16 on CPUs with AMX, else fp32"
+
+
 def _normalized(cfg: RunConfig) -> RunConfig:
     return replace(cfg, input=storage.normalize(cfg.input), output=storage.normalize(cfg.output))
 
@@ -219,6 +229,9 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
                 num_gpus=size.gpus,
                 batch_size=size.batch_size,
                 env=env,
+                note=", ".join(
+                    n for n in (_precision(getattr(cfg, name).precision, name, size.gpus), prep.notes.get(name)) if n
+                ),
             )
         )
         if stage.encoder:
@@ -346,6 +359,8 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     supervise.report(staging=staging, staging_root=staging_root, raylet_pid=local_raylet_pid())
     shape = cluster_shape()
     set_store_budget(shape)
+    if verbose:  # builds each model on the meta device: imports torch and transformers, so only here
+        prep.notes.update({n: s.attention(prep.models[n]) for n in cfg.stages if (s := model_stage(n)).attention})
     plans = stage_plans(prep, shape, staging)
     nice = max(p.nice for p in plans)  # commits are CPU tasks too
     for p in plans:

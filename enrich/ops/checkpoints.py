@@ -48,3 +48,18 @@ def detector_person(folder: str) -> int:
         return person_label(config.get("id2label", {}))
     except ValueError as error:
         raise ValueError(f"person detector {folder}: {error}") from None
+
+
+def attention(model_class, folder: str) -> str:
+    """The attention kernel transformers picks for a checkpoint's attention layers ("sdpa", "eager",
+    "flash_attention_2", ...), found by building the model on the meta device: no weights are read,
+    and nothing is allocated."""
+    import torch
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    with torch.device("meta"):
+        model = model_class.from_config(config) if hasattr(model_class, "from_config") else model_class(config)
+    layers = [module for module in model.modules() if type(module).__name__.endswith("Attention")]
+    found = {getattr(getattr(layer, "config", None), "_attn_implementation", None) for layer in layers} - {None}
+    return "/".join(sorted(found)) or "none"

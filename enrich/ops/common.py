@@ -3,6 +3,7 @@ transformers checkpoints only when their weights match their config."""
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
@@ -16,11 +17,34 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def torch_dtype(precision: str, device: str) -> torch.dtype:
-    """fp16/bf16 on CUDA only: half precision on CPU is slower and less accurate."""
-    if device == "cpu":
-        return torch.float32
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+    """The weights' and inputs' dtype. `auto`: bf16 on a GPU that has it (Ampere and later; 4-6x
+    the fp32 rate on an H100), else fp32, and fp32 on CPU (see `benchmarks/precision.py`). An
+    explicit fp16 or bf16 is honoured on any device; the tests compare it with fp32 on CPU."""
+    if precision != "auto":
+        return DTYPES[precision]
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+@functools.cache
+def cpu_bf16() -> str:
+    """This CPU's bf16 matrix support, from the kernel's CPU flags: `amx` (Intel AMX tiles),
+    `avx512` (AVX-512 BF16 only), or `none` (or not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "none"
+    return "amx" if "amx_bf16" in flags else "avx512" if "avx512_bf16" in flags else "none"
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in DTYPES.items() if value == dtype)
 
 
 def map_same_size(items: Sequence[T], size_of: Callable[[T], Hashable], fn: Callable[[list[T]], list[Any]]) -> list:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from enrich.config import FLOW_PRECISIONS
 from enrich.ops.common import map_same_size, pick_device
 
 # Features are at 1/8 resolution and the correlation pyramid halves them 3 more times (4 levels);
@@ -92,12 +93,22 @@ def _padding(size: int) -> tuple[int, int]:
 class FlowEstimator:
     """A loaded RAFT: `predict(pairs)` returns forward flow at each pair's original size."""
 
-    def __init__(self, arch: str, weights: str | None, device: str | None = None, num_updates: int = 12):
+    def __init__(
+        self, arch: str, weights: str | None, device: str | None = None, num_updates: int = 12, precision: str = "auto"
+    ):
+        """`precision`: fp32 weights always; `bf16` runs the forward pass under bf16 autocast, and
+        `auto` (and fp32) on CUDA let float32 matmuls and convolutions use TF32."""
+        if precision not in FLOW_PRECISIONS:
+            raise ValueError(f"RAFT precision must be one of {', '.join(FLOW_PRECISIONS)}, got {precision!r}")
         _, weights_enum = _arch(arch)
         self.device = device or pick_device()
         self.num_updates = num_updates
         self.transforms = weights_enum.DEFAULT.transforms()
         self.model = load_raft(arch, weights).to(self.device)
+        self.autocast = precision == "bf16"
+        if self.device.startswith("cuda"):  # per process: each model actor is its own
+            torch.set_float32_matmul_precision("high")
+            torch.backends.cudnn.allow_tf32 = True
 
     @torch.inference_mode()
     def predict(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
@@ -118,6 +129,7 @@ class FlowEstimator:
         left, right = _padding(width)
         # Replicate padding commutes with the preset's per-pixel normalisation, so padding after it is the same.
         first, second = (F.pad(image, (left, right, top, bottom), mode="replicate") for image in (first, second))
-        flow = self.model(first, second, num_flow_updates=self.num_updates)[-1]
+        with torch.autocast(self.device.split(":")[0], torch.bfloat16, enabled=self.autocast):
+            flow = self.model(first, second, num_flow_updates=self.num_updates)[-1].float()
         flow = flow[:, :, top : top + height, left : left + width].permute(0, 2, 3, 1).contiguous()
         return list(flow.cpu().numpy())

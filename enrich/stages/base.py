@@ -36,6 +36,7 @@ class StagePlan:
     nice: int = 0  # tasks only: the niceness their threads take (`enrich.runtime.yield_to_models`)
     remote_args: dict[str, Any] = field(default_factory=dict)  # extra Ray options, e.g. max_retries
     env: dict[str, str] = field(default_factory=dict)  # environment of the stage's workers
+    note: str = ""  # for the stage line: precision, attention kernel
 
     def describe(self) -> str:
         s = self.stage
@@ -45,7 +46,8 @@ class StagePlan:
         gpu = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
         batch = f", batch {self.batch_size}" if self.batch_size else ""
         io = f"reads {', '.join(s.inputs)} -> writes {', '.join(s.outputs)}"
-        return f"{s.name:<7} {pool}, {self.num_cpus:.2g} CPU{gpu}{batch}: {io}"
+        note = f", {self.note}" if self.note else ""
+        return f"{s.name:<7} {pool}, {self.num_cpus:.2g} CPU{gpu}{batch}{note}: {io}"
 
 
 class Stage:
@@ -91,6 +93,8 @@ class ModelStage:
     actor_kwargs: Callable[[Any, dict[str, Any]], dict[str, Any]]  # (section config, refs) -> kwargs
     default_batch: dict[str, int]  # {"cpu": n, "gpu": n}
     reads_pairs: bool = False  # needs each frame's successor (decode then emits `next_frame`)
+    # refs -> the attention kernel transformers picks, for `--verbose`'s stage line (imports torch)
+    attention: Callable[[dict[str, Any]], str] | None = None
 
     @staticmethod
     def identity(refs: dict[str, Any]) -> str:

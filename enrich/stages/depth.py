@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
-from enrich.ops.checkpoints import expect_model_type
+from enrich.ops.checkpoints import attention, expect_model_type
 from enrich.ops.quantize import encode_png16, quantize
 from enrich.stages.base import (
     ERROR,
@@ -85,12 +85,19 @@ def _check(refs: dict[str, ModelRef]) -> None:
     expect_model_type(materialize(refs["model"], RANDOM_BUILDERS), "depth_anything", "depth model")
 
 
+def _attention(refs: dict[str, ModelRef]) -> str:
+    from transformers import AutoModelForDepthEstimation
+
+    return f"attention {attention(AutoModelForDepthEstimation, materialize(refs['model'], RANDOM_BUILDERS))}"
+
+
 STAGE = ModelStage(
     name="depth",
     actor=Depth,
     encoder=EncodeDepth,
     resolve=lambda cfg: {"model": resolve(cfg.model, RANDOM_MODELS)},
     check=_check,
+    attention=_attention,
     actor_kwargs=lambda cfg, refs: dict(model=refs["model"], precision=cfg.precision),
     default_batch=DEFAULT_BATCH_SIZE,
 )

@@ -81,12 +81,20 @@ class Flow(Stage):
     inputs = ("frame", "next_frame", ERROR)
     outputs = ("flow", "flow_back", ERROR)
 
-    def __init__(self, model: ModelRef, updates: int = 12, backward: bool = True, threads: int | None = None, drop=()):
+    def __init__(
+        self,
+        model: ModelRef,
+        updates: int = 12,
+        backward: bool = True,
+        precision: str = "auto",
+        threads: int | None = None,
+        drop=(),
+    ):
         super().__init__(drop)
         use_threads(threads)
         with loading(f"flow model {model.spec}"):
             weights = arch_and_weights(model)
-            self.estimator = PerThread(lambda: _ops().FlowEstimator(*weights, num_updates=updates))
+            self.estimator = PerThread(lambda: _ops().FlowEstimator(*weights, num_updates=updates, precision=precision))
             self.estimator.get()  # load (and fail) at actor start, not on the first frame
         self.backward = backward
 
@@ -148,7 +156,9 @@ STAGE = ModelStage(
     encoder=EncodeFlow,
     resolve=lambda cfg: {"model": resolve_flow(cfg.model)},
     check=_check,
-    actor_kwargs=lambda cfg, refs: dict(model=refs["model"], updates=cfg.updates, backward=cfg.backward),
+    actor_kwargs=lambda cfg, refs: dict(
+        model=refs["model"], updates=cfg.updates, backward=cfg.backward, precision=cfg.precision
+    ),
     default_batch=DEFAULT_BATCH_SIZE,
     reads_pairs=True,
 )

@@ -12,7 +12,7 @@ import json
 import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
-from enrich.ops.checkpoints import detector_person, expect_model_type
+from enrich.ops.checkpoints import attention, detector_person, expect_model_type
 from enrich.stages.base import (
     ERROR,
     ModelStage,
@@ -79,6 +79,14 @@ def _check(refs: dict[str, ModelRef]) -> None:
     detector_person(materialize(refs["detector"], RANDOM_BUILDERS))
 
 
+def _attention(refs: dict[str, ModelRef]) -> str:
+    from transformers import RTDetrForObjectDetection, VitPoseForPoseEstimation
+
+    pose, detector = (materialize(refs[role], RANDOM_BUILDERS) for role in ("model", "detector"))
+    kernels = attention(VitPoseForPoseEstimation, pose), attention(RTDetrForObjectDetection, detector)
+    return "attention ViTPose {}, RT-DETR {}".format(*kernels)
+
+
 STAGE = ModelStage(
     name="pose",
     actor=Pose,
@@ -88,6 +96,7 @@ STAGE = ModelStage(
         "detector": resolve(cfg.detector_model, RANDOM_MODELS),
     },
     check=_check,
+    attention=_attention,
     actor_kwargs=lambda cfg, refs: dict(
         model=refs["model"], detector=refs["detector"], threshold=cfg.detector_threshold, precision=cfg.precision
     ),

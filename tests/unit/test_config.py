@@ -6,7 +6,7 @@ from enrich.errors import UsageError
 
 def test_defaults():
     cfg = build({"input": "in", "output": "out"})
-    assert cfg.depth.model == DEFAULT_DEPTH_MODEL and cfg.fps is None and cfg.depth.precision == "fp32"
+    assert cfg.depth.model == DEFAULT_DEPTH_MODEL and cfg.fps is None and cfg.depth.precision == "auto"
 
 
 def test_yaml_flat_and_nested_keys(tmp_path):
@@ -34,6 +34,7 @@ def test_toml_and_flags_override(tmp_path):
         ({"fps": 0}, "--fps must be > 0"),
         ({"max_frames_per_clip": 1.5}, "whole number"),
         ({"depth_precision": "fp8"}, "--depth-precision must be one of"),
+        ({"stages": ["flow"], "flow_precision": "fp16"}, "--flow-precision must be auto, fp32 or bf16"),
         ({"depth_gpus": -1}, "--depth-gpus must be >= 0"),
         ({"depth_batch_size": "x"}, "must be a finite number"),
         ({"fps": float("inf")}, "--fps must be a finite number"),
@@ -111,3 +112,14 @@ def test_temporal_and_audit_keys(tmp_path):
     for bad, message in bad_values:
         with pytest.raises(UsageError, match=message):
             build({"input": "i", "output": "o", **bad})
+
+
+def test_auto_precision_hashes_as_fp32_and_explicit_half_precision_does_not():
+    """A catalogue made in fp32 is not redone when the default becomes auto (bf16 on a GPU, within
+    the tested tolerance); asking for bf16 by name is a different config."""
+    ids = {"depth": "m@1"}
+    auto = build({"input": "i", "output": "o"})
+    assert auto.depth.precision == "auto"
+    fp32 = build({"input": "i", "output": "o", "depth_precision": "fp32"})
+    bf16 = build({"input": "i", "output": "o", "depth_precision": "bf16"})
+    assert auto.output_hash(ids) == fp32.output_hash(ids) != bf16.output_hash(ids)
