@@ -128,11 +128,20 @@ def stage_clip(staging: Path, clip_id: str, frames: list[dict], part_size: int =
     never decodes it). `size` (height, width): the frame size rows claim (default: the depth map's)."""
     import json
 
+    from enrich.ops.quantize import quantize
     from enrich.stages.audit import thumbnail
     from enrich.stages.base import ERROR, column
     from enrich.stages.depth import EncodeDepth
     from enrich.stages.temporal import Summarize
     from enrich.stages.write import WriteParts
+
+    def quantized(maps):  # what the depth stage hands on: codes, scale and offset
+        found = [quantize(m) for m in maps]
+        return {
+            "depth_codes": column([codes for codes, _, _ in found]),
+            "depth_scale": np.array([scale for _, scale, _ in found]),
+            "depth_offset": np.array([offset for _, _, offset in found]),
+        }
 
     n = len(frames)
     height, width = size or frames[0]["depth"].shape
@@ -151,7 +160,7 @@ def stage_clip(staging: Path, clip_id: str, frames: list[dict], part_size: int =
             "timestamp_s": np.array(rows, dtype=np.float64) / 10,
             "width": np.full(k, width, np.int32),
             "height": np.full(k, height, np.int32),
-            "depth": column([frames[i]["depth"] for i in rows]),
+            **quantized([frames[i]["depth"] for i in rows]),
             "depth_kind": np.array(["relative_disparity"] * k, dtype=object),
             "thumb_jpeg": each(lambda f: thumbnail(f["thumb"])),
             "flags": each(lambda f: json.dumps(f.get("flags", {}))),

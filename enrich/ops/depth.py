@@ -1,8 +1,11 @@
 """Depth Anything (V1, V2 relative, V2 metric) through transformers, batched.
 
-Pre- and post-processing are transformers' own: the checkpoint's image processor, and
-`post_process_depth_estimation` back to each frame's original size. Batching only groups frames of
-the same size, so every frame gets exactly the preprocessing it would get alone.
+Pre- and post-processing are transformers' own, on the model's device: the checkpoint's image
+processor (its torchvision backend: resize and normalise in torch, on the GPU when there is one),
+and `post_process_depth_estimation` back to each frame's original size. `predict_codes` also
+quantises there, so only the 16-bit codes come back to the host. Frames travel to the GPU from
+pinned memory, without blocking. Batching only groups frames of the same size, so every frame gets
+exactly the preprocessing it would get alone.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import torch
 
 from enrich.ops.checkpoints import expect_model_type
 from enrich.ops.common import load_checked, map_same_size, pick_device, torch_dtype
+from enrich.ops.quantize import quantize_batch
 
 DEPTH_KINDS = {"relative": "relative_disparity", "metric": "metric_depth_m"}
 
@@ -98,13 +102,26 @@ class DepthEstimator:
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """RGB uint8 [H, W, 3] frames -> float32 [H, W] depth, in input order."""
-        return map_same_size(frames, lambda frame: frame.shape, self._predict_same_size)
+        return map_same_size(frames, lambda frame: frame.shape, lambda same: list(self._maps(same).cpu().numpy()))
 
-    def _predict_same_size(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+    @torch.inference_mode()
+    def predict_codes(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, float, float]]:
+        """RGB uint8 [H, W, 3] frames -> (uint16 codes, scale, offset) per frame (`quantize`), in input
+        order; the maps are quantised on the model's device."""
+
+        def codes(same: list[np.ndarray]) -> list:
+            return list(zip(*quantize_batch(self._maps(same)), strict=True))
+
+        return map_same_size(frames, lambda frame: frame.shape, codes)
+
+    def _maps(self, frames: list[np.ndarray]) -> torch.Tensor:
+        """Same-size frames -> float32 depth [N, H, W] on the model's device."""
         size = frames[0].shape[:2]
-        inputs = self.processor(images=frames, return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
-        outputs = self.model(pixel_values=pixel_values)
+        pixels = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # uint8 NCHW, as the processor takes it
+        if self.device != "cpu":
+            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+        inputs = self.processor(images=pixels, return_tensors="pt", device=self.device)
+        outputs = self.model(pixel_values=inputs["pixel_values"].to(self.device, self.dtype))
         outputs.predicted_depth = outputs.predicted_depth.float()
         post = self.processor.post_process_depth_estimation(outputs, target_sizes=[size] * len(frames))
-        return [item["predicted_depth"].cpu().numpy().astype(np.float32, copy=False) for item in post]
+        return torch.stack([item["predicted_depth"] for item in post])

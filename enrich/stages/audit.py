@@ -17,13 +17,14 @@ from PIL import Image
 from enrich.config import AuditConfig
 from enrich.ops import audit as ops
 from enrich.stages.base import ERROR, Stage, ok_rows
+from enrich.stages.depth import DEPTH_COLUMNS, depth_map
 
 THUMB_SIDE = 256  # longest side of the stored JPEG thumbnail
 
 
 class Audit(Stage):
     name = "audit"
-    inputs = ("frame", "depth", "depth_kind", "flow", "flow_back", "pose", "width", "height", ERROR)
+    inputs = ("frame", *DEPTH_COLUMNS, "depth_kind", "flow", "flow_back", "pose", "width", "height", ERROR)
     outputs = ("audit", "flags", "thumb_jpeg")  # null for a frame the audit cannot read
 
     def __init__(self, cfg: AuditConfig | None = None, drop=()):
@@ -37,7 +38,8 @@ class Audit(Stage):
         thumbs = np.array([None] * n, dtype=object)
         for i in ok_rows(batch):
             try:
-                scores = self.scores({k: batch[k][i] for k in self.inputs if k in batch})
+                row = {k: batch[k][i] for k in self.inputs if k in batch}
+                scores = self.scores({**row, "depth": depth_map(batch, i)})
                 audits[i], flags[i] = json.dumps(scores), json.dumps(self.flags(scores))
                 thumbs[i] = thumbnail(batch["frame"][i])
             except Exception:  # a diagnostic must not cost the frame its depth: null audit = not computed

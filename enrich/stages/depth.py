@@ -11,7 +11,7 @@ import numpy as np
 
 from enrich.models import ModelRef, materialize, resolve
 from enrich.ops.checkpoints import attention, expect_model_type
-from enrich.ops.quantize import encode_png16, quantize
+from enrich.ops.quantize import dequantize, encode_png16
 from enrich.stages.base import (
     ERROR,
     ModelStage,
@@ -45,11 +45,14 @@ RANDOM_BUILDERS = lazy_builders(RANDOM_MODELS, _ops)
 
 
 class Depth(Stage):
+    """The model, then `quantize` on its device: only the 16-bit codes of each map (and the scale
+    and offset that decode them) leave the actor, half the bytes of the float maps."""
+
     name = "depth"
     inputs = ("frame", ERROR)
-    outputs = ("depth", "depth_kind", ERROR)
+    outputs = ("depth_codes", "depth_scale", "depth_offset", "depth_kind", ERROR)
 
-    def __init__(self, model: ModelRef, precision: str = "fp32", threads: int | None = None, drop=()):
+    def __init__(self, model: ModelRef, precision: str = "auto", threads: int | None = None, drop=()):
         super().__init__(drop)
         use_threads(threads)
         with loading(f"depth model {model.spec}"):
@@ -57,28 +60,42 @@ class Depth(Stage):
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = ok_rows(batch)
-        empty = np.zeros((0, 0), dtype=np.float32)
-        maps, failures = predict_rows(
-            batch, rows, self.estimator.predict, [batch["frame"][i] for i in rows], empty, "depth"
+        empty = (np.zeros((0, 0), dtype=np.uint16), np.nan, np.nan)
+        found, failures = predict_rows(
+            batch, rows, self.estimator.predict_codes, [batch["frame"][i] for i in rows], empty, "depth"
         )
-        kinds = np.array([self.estimator.kind] * len(maps), dtype=object)
-        return {**batch, "depth": column(maps), "depth_kind": kinds, ERROR: failures}
+        kinds = np.array([self.estimator.kind] * len(found), dtype=object)
+        return {
+            **batch,
+            "depth_codes": column([codes for codes, _, _ in found]),
+            "depth_scale": np.array([scale for _, scale, _ in found], dtype=np.float64),
+            "depth_offset": np.array([offset for _, _, offset in found], dtype=np.float64),
+            "depth_kind": kinds,
+            ERROR: failures,
+        }
+
+
+DEPTH_COLUMNS = ("depth_codes", "depth_scale", "depth_offset")  # what a later stage reads for `depth_map`
+
+
+def depth_map(batch: dict[str, np.ndarray], i: int) -> np.ndarray | None:
+    """Row `i`'s depth as float32, NaN where the model gave none (the stored map, within half a code
+    step of the model's output); None when the run has no depth or the row has none."""
+    if "depth_codes" not in batch or not batch["depth_codes"][i].size:
+        return None
+    return dequantize(batch["depth_codes"][i], batch["depth_scale"][i], batch["depth_offset"][i])
 
 
 class EncodeDepth(Stage):
     name = "encode-depth"
-    inputs = ("depth", ERROR)
-    outputs = ("depth_png", "depth_scale", "depth_offset")
+    inputs = ("depth_codes", ERROR)
+    outputs = ("depth_png",)
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch[ERROR])
-        pngs = np.array([b""] * n, dtype=object)
-        scales = np.full(n, np.nan)
-        offsets = np.full(n, np.nan)
+        pngs = np.array([b""] * len(batch[ERROR]), dtype=object)
         for i in ok_rows(batch):
-            codes, scales[i], offsets[i] = quantize(batch["depth"][i])
-            pngs[i] = encode_png16(codes)
-        return {**batch, "depth_png": pngs, "depth_scale": scales, "depth_offset": offsets}
+            pngs[i] = encode_png16(batch["depth_codes"][i])
+        return {**batch, "depth_png": pngs}
 
 
 def _check(refs: dict[str, ModelRef]) -> None:

@@ -23,6 +23,7 @@ from enrich.manifest.schema import AUDIT, FLAG_NAMES, FLAGS
 from enrich.ops import temporal as ops
 from enrich.ops.flowpng import storable
 from enrich.stages.base import ERROR, Stage, column, ok_rows
+from enrich.stages.depth import DEPTH_COLUMNS, depth_map
 
 _NONE = np.zeros((0, 0), np.float32)
 
@@ -32,15 +33,16 @@ class Summarize(Stage):
     Staged with the frame's rows, never published."""
 
     name = "summary"
-    inputs = ("depth", "flow", ERROR)
+    inputs = (*DEPTH_COLUMNS, "flow", ERROR)
     outputs = ("depth_small", "flow_small")
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch[ERROR])
         depths, flows = [_NONE] * n, [_NONE] * n
         for i in ok_rows(batch):
-            if "depth" in batch and batch["depth"][i].size:
-                depths[i] = ops.small_map(batch["depth"][i])
+            depth = depth_map(batch, i)
+            if depth is not None:
+                depths[i] = ops.small_map(depth)
             if "flow" in batch and batch["flow"][i].size:
                 flow = batch["flow"][i]
                 flows[i] = ops.small_flow(flow, storable(flow), ops.small_shape(*flow.shape[:2]))

@@ -86,9 +86,11 @@ def test_stored_depth_is_the_aligned_depth(enriched):
                 continue
             flow, valid = decode_flow_png(rows[t - 1]["flow_png"])
             small = temporal.small_flow(np.nan_to_num(flow), valid, maps[0].shape)
-            # The commit measured it on the model's maps shrunk before they were stored (depth to
-            # 1/65534 of its range, flow to 1/64 px): the same up to that rounding.
-            assert temporal.flicker(maps[t - 1], maps[t], small) == pytest.approx(rows[t]["audit"]["flicker"], rel=1e-2)
+            # The commit measured it on the stored depth codes but on the flow before it was stored
+            # (to 1/64 px): the same up to that rounding, which shows most on near-static frames
+            # (flicker ~1e-3), hence the absolute term.
+            expected = pytest.approx(rows[t]["audit"]["flicker"], rel=1e-2, abs=2e-5)
+            assert temporal.flicker(maps[t - 1], maps[t], small) == expected
 
 
 def test_clips_table_has_shots_flicker_and_flag_rates(enriched):

@@ -43,7 +43,7 @@ def assert_one_line(code, stderr, expected):
         (["--config", "/nonexistent.yaml"], "config file not found"),
         (["--flow-model", "raft_small"], "flow_model is an option of the flow stage, which is not in --stages"),
         (["--stages", "depth,normals"], "--stages takes a comma-separated subset"),
-        (["--stages", "flow", "--flow-precision", "fp16"], "unrecognized arguments: --flow-precision"),
+        (["--stages", "flow", "--flow-precision", "fp16"], "--flow-precision: invalid choice: 'fp16'"),
         (["--stages", "pose", "--detector-threshold", "2"], "--detector-threshold must be between 0 and 1"),
     ],
 )

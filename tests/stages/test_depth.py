@@ -80,7 +80,8 @@ def test_stage_skips_error_rows_and_drops_frames(tiny_depth_model, frames):
     }
     out = stage(batch)
     assert "frame" not in out and out["error"].tolist() == ["", "decode: broken", ""]
-    assert out["depth"][0].shape == frames[1].shape[:2] and out["depth"][1].size == 0
+    assert out["depth_codes"][0].shape == frames[1].shape[:2] and out["depth_codes"][1].size == 0
+    assert out["depth_codes"][0].dtype == np.uint16 and np.isnan(out["depth_scale"][1])
     assert list(out["depth_kind"]) == ["relative_disparity"] * 3
 
 
@@ -91,7 +92,7 @@ def test_a_failing_frame_fails_alone(tiny_depth_model, frames):
     batch = {"frame": np.array([frames[1], bad], dtype=object), "error": np.array(["", ""], dtype=object)}
     out = stage(batch)
     assert out["error"][0] == "" and out["error"][1].startswith("depth: ")
-    assert out["depth"][0].shape == frames[1].shape[:2]
+    assert out["depth_codes"][0].shape == frames[1].shape[:2]
 
 
 def test_mismatched_checkpoint_is_refused(tiny_depth_model, tmp_path):
@@ -106,3 +107,16 @@ def test_mismatched_checkpoint_is_refused(tiny_depth_model, tmp_path):
     with pytest.raises(ValueError, match="weights do not match the config .*saved as") as error:
         DepthEstimator(str(broken))
     assert "\n" not in str(error.value)
+
+
+def test_codes_quantised_on_the_device_equal_quantize_of_the_maps(tiny_depth_model, frames):
+    """The actor quantises on the model's device; the codes, scale and offset are exactly what
+    `quantize` makes of the float maps `predict` returns."""
+    from enrich.ops.quantize import quantize
+
+    estimator = DepthEstimator(str(tiny_depth_model))
+    for (codes, scale, offset), depth in zip(estimator.predict_codes(frames), estimator.predict(frames), strict=True):
+        expected = quantize(depth)
+        assert codes.dtype == np.uint16 and len(np.unique(codes)) > 1000  # a map, not a constant
+        np.testing.assert_array_equal(codes, expected[0])
+        assert (scale, offset) == expected[1:]

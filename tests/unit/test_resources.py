@@ -123,7 +123,7 @@ def test_each_stage_drops_what_no_later_stage_reads():
     order = [Decode, Depth, EncodeDepth, Flow, EncodeFlow, Pose, WriteParts]
     drops = {p.stage.name: p.kwargs["drop"] for p in with_drops([StagePlan(s) for s in order])[:-1]}
     assert drops == {
-        "decode": (), "depth": (), "encode-depth": ("depth",), "flow": ("next_frame",),
+        "decode": (), "depth": (), "encode-depth": ("depth_codes",), "flow": ("next_frame",),
         "encode-flow": ("flow",), "pose": ("frame",),
     }  # fmt: skip
     only_depth = with_drops([StagePlan(s) for s in (Decode, Depth, EncodeDepth, WriteParts)])
