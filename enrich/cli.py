@@ -413,6 +413,8 @@ def entry() -> int:
             print(exc.code, file=sys.stderr)
         if code == signal.SIGTERM:  # Ray's handler is sys.exit(signum)
             code = interrupted("stopped by SIGTERM")
+    except KeyboardInterrupt:  # a second Ctrl-C, while the first was being handled
+        code = errors.EXIT_INTERRUPTED
     except BaseException:  # a bug: its traceback and exit 1, as unsupervised, not "the driver died"
         supervise.report(exit=errors.EXIT_CLIPS_FAILED)
         raise

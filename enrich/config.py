@@ -48,7 +48,7 @@ class StageConfig:
         """The fields that change what the stage writes (the rest only change speed)."""
         skip = {"model", "detector_model", "batch_size", "gpus", "pool_size", "threads"}  # models: pinned ids
         found = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-        # `auto` keeps fp32's hash: it is fp32 on CPU, and on a GPU its bf16 stays within the tested
+        # `auto` keeps fp32's hash: where it picks bf16 (CUDA, AMX CPUs) it stays within the tested
         # tolerance of fp32 (tests/stages/test_precision.py), so a catalogue is not redone for it.
         if found.get("precision") == "auto":
             found["precision"] = "fp32"

@@ -181,12 +181,24 @@ def _check_models(cfg: RunConfig, stages: dict[str, ModelStage], models: dict[st
             raise UsageError(f"{name} model {spec} cannot be loaded: {str(exc).strip().splitlines()[0]}") from None
 
 
+def _attention_notes(prep: Prepared) -> dict[str, str]:
+    notes = {}
+    for name in prep.cfg.stages:
+        stage = model_stage(name)
+        if stage.attention:
+            try:
+                notes[name] = stage.attention(prep.models[name])
+            except Exception as exc:  # a diagnostic: never the reason a run fails
+                notes[name] = f"attention unknown ({type(exc).__name__})"
+    return notes
+
+
 def _precision(precision: str, stage: str, gpus: float) -> str:
     """What `--STAGE-precision` means on the stage's device (see `enrich.ops.common.torch_dtype`)."""
     if precision != "auto":
         return precision + (" autocast" if stage == "flow" and precision == "bf16" else "")
     if stage == "flow":
-        return "fp32, TF32 on CUDA" if gpus else "fp32"
+        return "auto: fp32, TF32 on CUDA" if gpus else "auto: fp32"
     return "auto: bf16 on CUDA (fp32 if it lacks bf16)" if gpus else "auto: bf16 on CPUs with AMX, else fp32"
 
 
@@ -360,7 +372,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     shape = cluster_shape()
     set_store_budget(shape)
     if verbose:  # builds each model on the meta device: imports torch and transformers, so only here
-        prep.notes.update({n: s.attention(prep.models[n]) for n in cfg.stages if (s := model_stage(n)).attention})
+        prep.notes.update(_attention_notes(prep))
     plans = stage_plans(prep, shape, staging)
     nice = max(p.nice for p in plans)  # commits are CPU tasks too
     for p in plans:

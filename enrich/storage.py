@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -283,14 +284,16 @@ def _get_object(bucket: str, key: str, **extra) -> bytes:
     """The object's bytes. botocore retries the request but not a body that breaks off while it
     streams, so the whole GET is tried again, up to STREAM_ATTEMPTS times; a dead endpoint then
     fails the retried request itself."""
-    from botocore.exceptions import ResponseStreamingError
+    from botocore import exceptions as bx
 
     for attempt in range(STREAM_ATTEMPTS):
+        body = s3_client().get_object(Bucket=bucket, Key=key, **extra)["Body"]  # botocore's retries
         try:
-            return s3_client().get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
-        except ResponseStreamingError:
+            return body.read()
+        except (bx.ResponseStreamingError, bx.IncompleteReadError, bx.ReadTimeoutError):  # mid-body
             if attempt == STREAM_ATTEMPTS - 1:
                 raise
+            time.sleep(0.5 * 2**attempt)
 
 
 class _S3Reader(io.RawIOBase):

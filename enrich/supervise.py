@@ -11,9 +11,11 @@ So the `enrich` command runs the driver as a child process and waits for it:
   child's staging, releases its lock, prints one line and exits EXIT_INFRASTRUCTURE (3); the
   committed clips are kept and the same command resumes.
 
-SIGTERM or SIGHUP to the parent reaches the child as SIGINT: it stops as on Ctrl-C (the commits
-under way finish, exit 130). Not as SIGTERM, because Ray's core worker prints a stack dump for that
-one. A terminal's Ctrl-C reaches both processes, and the parent leaves it to the child.
+The child runs in its own process group, so a signal meant for `enrich` (a terminal's Ctrl-C, a
+scheduler's SIGTERM, a hang-up) reaches it once, from the parent: SIGINT, SIGTERM and SIGHUP are
+all passed on as SIGINT, and the run stops as on Ctrl-C (the commits under way finish, exit 130).
+Not as SIGTERM, because Ray's core worker prints a stack dump for that one. POSIX only: elsewhere
+`enrich run` runs unsupervised, as before.
 
 Library use (`enrich.cli.main`, `jobs/enrich_job.py`) runs in-process, unsupervised.
 """
@@ -26,6 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 from enrich import errors
 
@@ -35,20 +38,25 @@ _report_fd: int | None = None  # in the child, once `child_started` has taken it
 
 
 def wanted(argv: list[str]) -> bool:
-    """Supervise `enrich run`, unless this process is the supervised child already."""
-    return argv[:1] == ["run"] and CHILD_ENV not in os.environ
+    """Supervise `enrich run` on POSIX, unless this process is the supervised child already."""
+    return argv[:1] == ["run"] and CHILD_ENV not in os.environ and os.name == "posix"
 
 
 def run(argv: list[str]) -> int:
     """Run `python -m enrich ARGV` as a child and return its exit code, or EXIT_INFRASTRUCTURE
-    with one line when it died without choosing one."""
+    with one line when it died under the run without choosing one."""
     read_end, write_end = os.pipe()
-    env = {**os.environ, CHILD_ENV: str(write_end)}
-    child = subprocess.Popen([sys.executable, "-m", "enrich", *argv], env=env, pass_fds=(write_end,))
+    env = {**os.environ, CHILD_ENV: f"{write_end},{os.getpid()}"}
+    child = None
+
+    def forward(signum, frame) -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGINT)
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # installed first: no signal is lost while it starts
+        signal.signal(getattr(signal, name), forward)
+    child = subprocess.Popen([sys.executable, "-m", "enrich", *argv], env=env, pass_fds=(write_end,), process_group=0)
     os.close(write_end)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the child as well
-    for name in ("SIGTERM", "SIGHUP"):  # as Ctrl-C: Ray's core worker answers SIGTERM with a stack dump
-        signal.signal(getattr(signal, name), lambda signum, frame: child.send_signal(signal.SIGINT))
     reports: dict = {}
     reader = threading.Thread(target=_read_reports, args=(read_end, reports), daemon=True)
     reader.start()
@@ -56,6 +64,10 @@ def run(argv: list[str]) -> int:
     reader.join(timeout=5)
     if "exit" in reports:
         return int(reports["exit"])
+    if returncode == -signal.SIGINT:
+        return errors.EXIT_INTERRUPTED
+    if "started" not in reports:  # it never got going (a broken install): its own output says why
+        return returncode if returncode > 0 else errors.EXIT_INFRASTRUCTURE
     print(f"enrich: error: {_died(returncode, reports)}", file=sys.stderr, flush=True)
     return errors.EXIT_INFRASTRUCTURE
 
@@ -75,19 +87,38 @@ def _died(returncode: int, reports: dict) -> str:
 
     raylet = reports.get("raylet_pid")
     if returncode < 0:  # its embedded Ray goes down with it
-        how = f"was killed by {signal.Signals(-returncode).name}"
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
         if returncode == -signal.SIGKILL:
             how += " (out of memory?)"
     elif raylet and not process_running(int(raylet)):  # Ray's core worker ends the driver itself
         how = f"was ended by Ray (exit code {returncode}): the local Ray node (its raylet and object store) died"
     else:
         how = f"ended with exit code {returncode} without finishing"
+    _wait_for_workers(raylet)
     left = _clean_up(reports)
     committed = int(reports.get("committed", 0))
     return (
         f"the run's driver {how}; {_clips(committed)} committed by this run {'is' if committed == 1 else 'are'} "
         f"kept{left}; run the same command again to resume"
     )
+
+
+RAY_GONE_TIMEOUT_S = 60  # how long the dead driver's embedded Ray gets to go down before cleaning up
+WORKER_GRACE_S = 3.0  # Ray's workers notice that their raylet is gone within about a second
+
+
+def _wait_for_workers(raylet: int | None) -> None:
+    """Let the dead driver's Ray go down first: a write task still running would stage parts again
+    after the staging was removed."""
+    from enrich.lock import process_running
+
+    deadline = time.monotonic() + RAY_GONE_TIMEOUT_S
+    while raylet and process_running(int(raylet)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(WORKER_GRACE_S)
 
 
 def _clips(n: int) -> str:
@@ -116,16 +147,18 @@ def _clean_up(reports: dict) -> str:
 
 def child_started() -> None:
     """In the supervised child: take the report pipe (out of the environment, and out of reach of
-    the processes Ray starts), stop gracefully on SIGTERM or SIGHUP, and die with the parent (a
-    SIGKILL of `enrich` kills its driver too, as it did before there was a parent)."""
+    the processes Ray starts), treat SIGTERM and SIGHUP sent to it directly as Ctrl-C (until Ray
+    installs its own SIGTERM handler, `sys.exit(SIGTERM)`, which `enrich.cli.entry` maps to 130),
+    and die with the parent (a SIGKILL of `enrich` kills its driver too, as before there was a
+    parent; Linux only)."""
     global _report_fd
-    value = os.environ.pop(CHILD_ENV, "")
-    if not value.isdigit():
+    fd, _, parent = os.environ.pop(CHILD_ENV, "").partition(",")
+    if not fd.isdigit():
         return
-    _report_fd = int(value)
+    _report_fd = int(fd)
     os.set_inheritable(_report_fd, False)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    for name in ("SIGTERM", "SIGHUP"):  # as Ctrl-C: the commits under way finish
+    for name in ("SIGTERM", "SIGHUP"):
         signal.signal(getattr(signal, name), signal.default_int_handler)
     try:
         import ctypes
@@ -133,6 +166,9 @@ def child_started() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: an orphaned child finishes its run
         pass
+    if parent.isdigit() and os.getppid() != int(parent):  # the parent died before prctl took effect
+        os._exit(errors.EXIT_INFRASTRUCTURE)
+    report(started=True)
 
 
 def report(**record) -> None:

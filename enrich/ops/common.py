@@ -21,14 +21,15 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def torch_dtype(precision: str, device: str) -> torch.dtype:
-    """The weights' and inputs' dtype. `auto`: bf16 on a GPU that has it (Ampere and later; 4-6x
-    the fp32 rate on an H100), else fp32, and fp32 on CPU (see `benchmarks/precision.py`). An
-    explicit fp16 or bf16 is honoured on any device; the tests compare it with fp32 on CPU."""
+    """The weights' and inputs' dtype. `auto`: bf16 on a GPU that has it (Ampere and later), else
+    fp32; on CPU, bf16 where the CPU has AMX tiles (Depth Anything ViT-S ran 2.35x the fp32 frame
+    rate on a 2-core Xeon with AMX, `benchmarks/precision.py`), else fp32 (AVX-512 BF16 alone is
+    unmeasured). An explicit fp16 or bf16 is honoured on any device."""
     if precision != "auto":
         return DTYPES[precision]
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_bf16() == "amx" else torch.float32
 
 
 @functools.cache
@@ -45,6 +46,16 @@ def cpu_bf16() -> str:
 
 def precision_name(dtype: torch.dtype) -> str:
     return next(name for name, value in DTYPES.items() if value == dtype)
+
+
+def torch_processor(auto_class, folder: str):
+    """The checkpoint's image processor with its torch (torchvision) backend, which takes tensors on
+    any device: transformers 5's default; 4.x loads it with `use_fast=True`."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return auto_class.from_pretrained(folder)
+    return auto_class.from_pretrained(folder, use_fast=True)
 
 
 def map_same_size(items: Sequence[T], size_of: Callable[[T], Hashable], fn: Callable[[list[T]], list[Any]]) -> list:

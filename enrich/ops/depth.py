@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from enrich.ops.checkpoints import expect_model_type
-from enrich.ops.common import load_checked, map_same_size, pick_device, torch_dtype
+from enrich.ops.common import load_checked, map_same_size, pick_device, torch_dtype, torch_processor
 from enrich.ops.quantize import quantize_batch
 
 DEPTH_KINDS = {"relative": "relative_disparity", "metric": "metric_depth_m"}
@@ -84,6 +84,7 @@ class DepthEstimator:
     """A loaded checkpoint: `predict(frames)` returns float32 maps at each frame's size."""
 
     def __init__(self, folder: str, device: str | None = None, precision: str = "fp32"):
+        """`precision`: see `enrich.ops.common.torch_dtype` (the stage passes the run's, `auto` by default)."""
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
 
         expect_model_type(folder, "depth_anything", "depth model")
@@ -91,7 +92,7 @@ class DepthEstimator:
         self.device = device or pick_device()
         self.dtype = torch_dtype(precision, self.device)
         self.kind = DEPTH_KINDS[getattr(config, "depth_estimation_type", "relative")]
-        self.processor = AutoImageProcessor.from_pretrained(folder)
+        self.processor = torch_processor(AutoImageProcessor, folder)
         self.model = load_checked(AutoModelForDepthEstimation, folder, dtype=self.dtype).to(self.device).eval()
         if self.device == "cpu":
             # The DPT head's convolutions run faster on channels-last weights on CPU, with maps equal

@@ -96,8 +96,9 @@ class FlowEstimator:
     def __init__(
         self, arch: str, weights: str | None, device: str | None = None, num_updates: int = 12, precision: str = "auto"
     ):
-        """`precision`: fp32 weights always; `bf16` runs the forward pass under bf16 autocast, and
-        `auto` (and fp32) on CUDA let float32 matmuls and convolutions use TF32."""
+        """`precision`: fp32 weights always; `bf16` runs the forward pass under bf16 autocast; `auto`
+        on CUDA lets float32 matmuls and convolutions use TF32 (a process-wide setting: each model
+        actor is its own process); `fp32` is strict fp32."""
         if precision not in FLOW_PRECISIONS:
             raise ValueError(f"RAFT precision must be one of {', '.join(FLOW_PRECISIONS)}, got {precision!r}")
         _, weights_enum = _arch(arch)
@@ -106,9 +107,10 @@ class FlowEstimator:
         self.transforms = weights_enum.DEFAULT.transforms()
         self.model = load_raft(arch, weights).to(self.device)
         self.autocast = precision == "bf16"
-        if self.device.startswith("cuda"):  # per process: each model actor is its own
-            torch.set_float32_matmul_precision("high")
-            torch.backends.cudnn.allow_tf32 = True
+        if self.device.startswith("cuda"):
+            tf32 = precision == "auto"
+            torch.set_float32_matmul_precision("high" if tf32 else "highest")
+            torch.backends.cudnn.allow_tf32 = tf32
 
     @torch.inference_mode()
     def predict(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:

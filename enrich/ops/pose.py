@@ -169,10 +169,15 @@ class PoseEstimator:
         self.crops_per_batch = crops_per_batch
         self.moe = pose_config.backbone_config.num_experts > 1
         self.device = device or pick_device()
-        self.dtype = torch_dtype(precision, self.device)
+        self.dtype = torch_dtype(precision, self.device)  # ViTPose's
+        # RT-DETR stays fp32 (TF32 matmuls on CUDA unless fp32 was asked for): with bf16 weights its
+        # outputs turn NaN (out of a LayerNorm), and under bf16 autocast its person scores moved by
+        # up to 0.79 (measured on CPU).
+        if self.device.startswith("cuda"):
+            torch.set_float32_matmul_precision("highest" if precision == "fp32" else "high")
         self.detector_processor = AutoImageProcessor.from_pretrained(detector_folder)
         self.pose_processor = AutoImageProcessor.from_pretrained(pose_folder)
-        self.detector = _load(RTDetrForObjectDetection, detector_folder, "person detector", dtype=self.dtype)
+        self.detector = _load(RTDetrForObjectDetection, detector_folder, "person detector", dtype=torch.float32)
         self.detector.to(self.device).eval()
         self.pose_model = _load(VitPoseForPoseEstimation, pose_folder, "pose model", dtype=self.dtype)
         self.pose_model.to(self.device).eval()
@@ -193,7 +198,7 @@ class PoseEstimator:
 
     def _detect_same_size(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         inputs = self.detector_processor(images=frames, return_tensors="pt")
-        outputs = self.detector(pixel_values=inputs["pixel_values"].to(self.device, self.dtype))
+        outputs = self.detector(pixel_values=inputs["pixel_values"].to(self.device, torch.float32))
         outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
         found = self.detector_processor.post_process_object_detection(
             outputs, target_sizes=[frames[0].shape[:2]] * len(frames), threshold=self.threshold

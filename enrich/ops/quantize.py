@@ -40,28 +40,35 @@ def quantize(values: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 def quantize_batch(maps) -> tuple[list[np.ndarray], list[float], list[float]]:
     """`quantize` for a torch batch [N, H, W] on its own device (the model's GPU): the same codes,
-    bit for bit (float64, round half to even), and only they (2 bytes a pixel, not 4) are copied back
-    to the host. Imports torch: for the model actors."""
+    bit for bit (float64, true division, round half to even), and only they (2 bytes a pixel, not
+    4) are copied back to the host. One map at a time, to bound the float64 temporaries. Imports
+    torch: for the model actors."""
     import torch
 
-    values = maps.double()
-    valid = torch.isfinite(values)
-    inf = torch.tensor(float("inf"), dtype=values.dtype, device=values.device)
-    lo = torch.where(valid, values, inf).amin(dim=(1, 2))
-    hi = torch.where(valid, values, -inf).amax(dim=(1, 2))
-    spread = hi > lo
-    scale = torch.where(spread, (hi - lo) / LEVELS, torch.zeros_like(lo))
-    below = lo[:, None, None]
-    scaled = torch.round((torch.where(valid, values, below) - below) / torch.where(spread, scale, 1.0)[:, None, None])
-    codes = torch.where(spread[:, None, None], torch.clamp(scaled + 1, 1, LEVELS + 1), torch.ones_like(scaled))
-    codes = torch.where(valid, codes, torch.zeros_like(codes)).to(torch.int32).to(torch.uint16).cpu().numpy()
-    has_any = valid.flatten(1).any(dim=1).cpu().tolist()
-    scales, offsets = (scale.cpu().tolist(), (lo - scale).cpu().tolist())
-    return (
-        list(codes),
-        [s if ok else 0.0 for s, ok in zip(scales, has_any, strict=True)],
-        [o if ok else 0.0 for o, ok in zip(offsets, has_any, strict=True)],
-    )
+    codes, scales, offsets = [], [], []
+    levels = None
+    for values in maps:
+        values = values.double()
+        valid = torch.isfinite(values)
+        if not bool(valid.any()):
+            codes.append(np.zeros(tuple(values.shape), np.uint16))
+            scales.append(0.0)
+            offsets.append(0.0)
+            continue
+        lo, hi = values[valid].min(), values[valid].max()
+        if levels is None:  # a tensor: CUDA turns division by a Python number into a multiply
+            levels = torch.tensor(float(LEVELS), dtype=torch.float64, device=values.device)
+        scale = (hi - lo) / levels if bool(hi > lo) else torch.zeros_like(lo)
+        if bool(scale > 0):
+            scaled = torch.round((torch.where(valid, values, lo) - lo) / scale) + 1
+            quantized = torch.clamp(scaled, 1, LEVELS + 1)
+        else:
+            quantized = torch.ones_like(values)
+        quantized = torch.where(valid, quantized, torch.zeros_like(quantized))
+        codes.append(quantized.to(torch.int32).to(torch.uint16).cpu().numpy())
+        scales.append(float(scale))
+        offsets.append(float(lo - scale))
+    return codes, scales, offsets
 
 
 def dequantize(codes: np.ndarray, scale: float, offset: float) -> np.ndarray:

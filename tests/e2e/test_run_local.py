@@ -27,6 +27,8 @@ def test_fixture_catalog_end_to_end_with_depth_oracle(run, fixtures_dir, tiny_de
         2,
         "--temporal",  # the oracle is the model's own output; alignment is tested in test_audit_temporal.py
         "off",
+        "--depth-precision",  # as the oracle runs (auto is bf16 on CPUs with AMX; see test_precision.py)
+        "fp32",
     )
     assert code == 0, stdout + stderr
     assert "6 clips ok, 0 failed" in stdout and "plan: 6 to process (6 new)" in stderr

@@ -82,7 +82,11 @@ def test_three_stages_in_one_pass_match_the_references(
     shutil.copy(fixtures_dir / "tokyo_walk.mp4", clips / "walk.mp4")
     shutil.copy(fixtures_dir / "tiny_2fps.mp4", clips / "tiny.mp4")
     out = tmp_path / "out"
-    code, stdout, err = run(clips, out, "--stages", "depth,flow,pose", *models, "--fps", 1, "--max-frames-per-clip", 3)
+    # fp32, as the references run (auto is bf16 on CPUs with AMX; tests/stages/test_precision.py)
+    exact = ("--depth-precision", "fp32", "--pose-precision", "fp32", "--flow-precision", "fp32")
+    code, stdout, err = run(
+        clips, out, "--stages", "depth,flow,pose", *models, *exact, "--fps", 1, "--max-frames-per-clip", 3
+    )
     assert code == 0, err
     rows = sorted(read_table(out / "frames").to_pylist(), key=lambda r: (r["clip_id"], r["frame_index"]))
     assert [r["clip_id"] for r in rows] == ["tiny.mp4"] * 3 + ["walk.mp4"] * 3

@@ -8,7 +8,8 @@ Stated bounds (measured values are several times smaller):
 - flow (RAFT, bf16 autocast): median end-point error under 0.25 px, 99th percentile under 1 px;
 - pose (ViTPose heatmaps on given boxes): within 2% of the heatmaps' range, keypoints moved 0.5 px
   at the median. A few keypoints of a random model have two near-equal peaks and may jump between
-  them, so the keypoint bound is a median.
+  them, so the keypoint bound is a median. The RT-DETR detector stays fp32 (in bf16 its outputs
+  turn NaN), so the boxes are the same.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ def street(fixtures_dir):
                 return frames
 
 
-def test_auto_is_bf16_on_cuda_and_explicit_precisions_are_honoured_on_cpu():
+def test_auto_is_bf16_on_cuda_and_on_amx_cpus_and_explicit_precisions_are_honoured():
+    from enrich.ops.common import cpu_bf16
+
     assert torch_dtype("bf16", "cpu") == torch.bfloat16 and torch_dtype("fp32", "cpu") == torch.float32
     assert torch_dtype("fp16", "cuda") == torch.float16
+    assert torch_dtype("auto", "cpu") == (torch.bfloat16 if cpu_bf16() == "amx" else torch.float32)
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         assert torch_dtype("auto", "cuda") == torch.bfloat16
 
@@ -83,6 +87,11 @@ def test_pose_bf16_is_within_tolerance_of_fp32(street, tmp_path):
             pixels = model.pose_processor([street[0]], boxes=boxes, return_tensors="pt")["pixel_values"]
             heatmaps[name] = model.pose_model(pixel_values=pixels.to(model.dtype)).heatmaps.float()
             keypoints[name] = np.concatenate([p["keypoints"].numpy() for p in model._estimate([street[0]], boxes)[0]])
+        boxes_found = {name: model._detect([street[0]]) for name, model in models.items()}
+    assert len(boxes_found["fp32"][0][0]) > 0  # people to compare
+    for (a, sa), (b, sb) in zip(boxes_found["fp32"][0:1], boxes_found["bf16"][0:1], strict=True):
+        np.testing.assert_array_equal(a, b)  # RT-DETR stays fp32: the same people whatever the precision
+        np.testing.assert_array_equal(sa, sb)
     spread = float(heatmaps["fp32"].max() - heatmaps["fp32"].min())
     assert heatmaps["fp32"].std() > 1e-3
     assert 0 < float((heatmaps["fp32"] - heatmaps["bf16"]).abs().max()) < 0.02 * spread
