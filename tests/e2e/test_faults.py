@@ -138,6 +138,18 @@ def wait_until(condition, run: Enrich, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def running_after_first_commit(args: list, logs: Path, out: Path) -> Enrich:
+    """A run, once it has published its first clip and is still going (stopped if it fails to)."""
+    run = Enrich(args, logs)
+    try:
+        wait_until(lambda: committed_files(out), run, FIRST_COMMIT_TIMEOUT_S, "clip was committed")
+        assert run.proc.poll() is None, "the run finished before it could be disturbed"
+    except BaseException:
+        run.stop()
+        raise
+    return run
+
+
 def committed_files(out: Path) -> list[Path]:
     """The published per-clip files (not the hidden temporary files a write goes through)."""
     return sorted(p for p in (out / "frames").glob("*/*.parquet") if not p.name.startswith("."))
@@ -214,10 +226,8 @@ def test_a_killed_driver_then_the_same_command_gives_an_exact_manifest(
 
     out = tmp_path / "out"
     args = [clip_folder, out, *options(tiny_depth_model)]
-    first = Enrich(args, tmp_path / "killed")
+    first = running_after_first_commit(args, tmp_path / "killed", out)
     try:
-        wait_until(lambda: committed_files(out), first, FIRST_COMMIT_TIMEOUT_S, "clip was committed")
-        assert first.proc.poll() is None, "the run finished before it could be killed"
         os.kill(first.pid, signal.SIGKILL)  # the driver only: its Ray is orphaned, as in real life
         first.proc.wait(timeout=30)  # reaped: a zombie would still look alive to the lock's pid check
         at_kill = committed_files(out)
@@ -425,12 +435,10 @@ def test_a_driver_or_ray_node_that_dies_under_the_run_ends_it_with_one_line_and_
     or the local Ray node (raylet and its object store) killed under the driver: one line, exit 3,
     the committed clips kept, no staging and no lock left behind."""
     out = tmp_path / "out"
-    run = Enrich([clip_folder, out, *options(tiny_depth_model)], tmp_path / "logs")
+    run = running_after_first_commit([clip_folder, out, *options(tiny_depth_model)], tmp_path / "logs", out)
     try:
-        wait_until(lambda: committed_files(out), run, FIRST_COMMIT_TIMEOUT_S, "clip was committed")
         pid = driver_of(run) if victim == "driver" else raylet_of(run.pid)
         assert pid, f"no {victim} process found"
-        assert run.proc.poll() is None, "the run finished before it could be killed"
         os.kill(pid, signal.SIGKILL)
         code = run.wait(RUN_TIMEOUT_S)
         stderr = run.stderr()
@@ -451,10 +459,8 @@ def test_sigterm_stops_the_run_as_ctrl_c_does(clip_folder, tiny_depth_model, tmp
     are recorded, nothing is left behind, one line, exit 130; the same command does the rest."""
     out = tmp_path / "out"
     args = [clip_folder, out, *options(tiny_depth_model)]
-    run = Enrich(args, tmp_path / "logs")
+    run = running_after_first_commit(args, tmp_path / "logs", out)
     try:
-        wait_until(lambda: committed_files(out), run, FIRST_COMMIT_TIMEOUT_S, "clip was committed")
-        assert run.proc.poll() is None, "the run finished before it could be stopped"
         run.proc.send_signal(signal.SIGTERM)
         code = run.wait(RUN_TIMEOUT_S)
         stderr = run.stderr()
