@@ -210,7 +210,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
             f"--{name}-precision",
             choices=PRECISIONS if name != "flow" else FLOW_PRECISIONS,
             default=s,
-            help="auto (default): bf16 on CUDA, fp32 on CPU"
+            help="auto (default): bf16 on CUDA and on CPUs with AMX, else fp32"
             if name != "flow"
             else "auto (default): fp32 with TF32 on CUDA; bf16: autocast",
         )
