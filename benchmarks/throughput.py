@@ -34,6 +34,7 @@ from enrich.models import ModelRef, materialize  # noqa: E402
 from enrich.ops import video  # noqa: E402
 from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator  # noqa: E402
 from enrich.ops.quantize import encode_png16, quantize  # noqa: E402
+from enrich.ops.sampling import sample_indices  # noqa: E402
 from enrich.stages.depth import DEFAULT_BATCH_SIZE  # noqa: E402
 
 
@@ -41,9 +42,9 @@ def sampled_frames(clips: list[Path], fps: float, max_frames: int) -> tuple[list
     """The sampled frames of each clip, and the seconds decoding took."""
     per_clip, started = [], time.perf_counter()
     for clip in clips:
-        reader = video.open_video(str(clip))
-        _, indices, timestamps = video.sampled(reader, fps, max_frames)
-        per_clip.append([f for chunk in video.read_chunks(reader, indices, timestamps, 8) for f in chunk.frames])
+        opened = video.open_clip(str(clip))
+        indices = sample_indices(opened.timestamps, fps, max_frames)
+        per_clip.append([f for chunk in opened.chunks(indices, 8) for f in chunk.frames])
     return per_clip, time.perf_counter() - started
 
 

@@ -36,6 +36,7 @@ from enrich.errors import InfrastructureError, UsageError
 from enrich.lock import Lock
 from enrich.manifest import commit
 from enrich.models import ModelRef
+from enrich.ops import video
 from enrich.plan import Plan, make_plan
 from enrich.resources import size_actors, task_cpus
 from enrich.runtime import (
@@ -153,14 +154,16 @@ def prepare(cfg: RunConfig, plan_only: bool = False, log=None) -> Prepared:
         if plan_only:
             storage.remove_empty_folders(cfg.output, found)
             return prep
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool:
             checked = pool.submit(_check_models, cfg, stages, models)
+            decoder = pool.submit(video.check_decoder, cfg.decoder)
             if plan.todo:
                 if log:
                     log(f"starting Ray ({cfg.address or 'embedded, on this machine'}); checking {len(stages)} models")
                 init_ray(cfg.address)
                 _sizing(cfg, stages, cluster_shape())  # pools that cannot fit fail here, before any work
             checked.result()
+            decoder.result()
         return prep
     except BaseException:
         if lock:
@@ -219,7 +222,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     plans = [
         StagePlan(
             Decode,
-            dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs),
+            dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs, decoder=cfg.decoder),
             num_cpus=cpus,
             batch_size=1,
             remote_args={"max_retries": 2},

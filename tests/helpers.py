@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 def save_tiny_depth_anything(folder: Path, metric: bool = False, size: int = 70) -> Path:
@@ -56,6 +58,24 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 10, faststart: bool =
     return path
 
 
+def gop_video(path: Path, n: int, keyframe_every: int, fps: int = 30) -> Path:
+    """An H.264 clip with a keyframe every `keyframe_every` frames and B-frames between them; frame i
+    is flat grey at level 2 i + 40, so a decoded frame tells which frame it is."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        params = f"keyint={keyframe_every}:min-keyint={keyframe_every}:scenecut=0:bframes=2"
+        stream = container.add_stream("libx264", rate=fps, options={"x264-params": params})
+        stream.height, stream.width, stream.pix_fmt = 64, 96, "yuv420p"
+        for i in range(n):
+            frame = np.full((64, 96, 3), 2 * i + 40, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def write_audio_only(path: Path) -> Path:
     import av
 
@@ -95,6 +115,12 @@ def garble_media_data(path: Path) -> bytes:
         pos += size
     raise ValueError(f"no mdat box in {path}")
 
+
+# torchcodec loads FFmpeg's shared libraries from the system; .ci/run installs them.
+needs_ffmpeg_libraries = pytest.mark.skipif(
+    ctypes.util.find_library("avcodec") is None,
+    reason="torchcodec needs FFmpeg's shared libraries (apt-get install ffmpeg)",
+)
 
 BAD_CLIPS = {
     "empty.mp4": "decode: empty file (0 bytes)",

@@ -21,8 +21,10 @@ def sample_indices(timestamps: np.ndarray, fps: float | None, max_frames: int | 
     if fps is None:
         indices = np.arange(timestamps.size, dtype=np.int64)
     else:
-        # Bin of each frame; a tiny epsilon keeps exact multiples (1/fps, 2/fps...) in their own bin.
-        bins = np.floor((timestamps - timestamps[0]) * fps + 1e-6).astype(np.int64)
+        # Bin of each frame. The margin keeps a frame on a bin's edge (k/fps exactly) in its own bin,
+        # also when its time came as float32 (decord's), which can be half an ulp early: 0.6 us at 16 s.
+        margin = 1e-6 + 0.5 * fps * np.spacing(np.abs(timestamps).astype(np.float32)).astype(np.float64)
+        bins = np.floor((timestamps - timestamps[0]) * fps + margin).astype(np.int64)
         first_in_bin = np.ones(bins.size, dtype=bool)
         first_in_bin[1:] = bins[1:] > np.maximum.accumulate(bins)[:-1]
         indices = np.flatnonzero(first_in_bin).astype(np.int64)

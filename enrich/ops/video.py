@@ -1,6 +1,12 @@
-"""Decoding the sampled frames of one clip in bounded chunks: decord opens and indexes the file,
-PyAV decodes the frames.
+"""Decoding the sampled frames of one clip in bounded chunks, with one of two decoders:
 
+- `decord` (the default): decord opens and indexes the file, PyAV decodes the frames. Both wheels
+  carry their own FFmpeg.
+- `torchcodec`: torchcodec indexes (an exact scan of the packets) and decodes, seeking to the
+  keyframe before each sampled frame when that skips work. It needs FFmpeg's shared libraries
+  (4 to 8) on the machine, and imports torch.
+
+Both give the same frames, bit for bit, and the same timestamps (tests/stages/test_decode.py).
 Decoder failures are translated into reasons a person can act on; the caller records them on the
 clip and moves on.
 """
@@ -8,13 +14,15 @@ clip and moves on.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from enrich.errors import ClipError
-from enrich.ops.sampling import sample_indices
+from enrich.errors import ClipError, UsageError
 
 
 @dataclass(frozen=True)
@@ -33,19 +41,99 @@ class FrameChunk:
     frames: np.ndarray  # uint8 [n, H, W, 3], RGB
 
 
+DECODERS = ("decord", "torchcodec")
+
+
 def _reason(exc: Exception, stage: str) -> str:
     text = str(exc)
-    if "cannot find video stream" in text:
+    if "cannot find video stream" in text or "No valid video stream" in text:
         return "no video stream in file (audio-only or not a video)"
     if stage == "open":
         return "cannot open as a video: corrupt, truncated or not a video file"
     return "corrupt or truncated video stream"
 
 
-def open_video(path: str):
-    """A decord VideoReader, or ClipError with a readable reason."""
+class Clip(Protocol):
+    """An opened clip: its stream properties, every frame's start time, and its frames on demand."""
+
+    info: VideoInfo
+    timestamps: np.ndarray  # float64 [source_frames], seconds, in presentation order
+
+    def chunks(self, indices: np.ndarray, chunk: int) -> Iterator[FrameChunk]:
+        """The frames `indices` (sorted), `chunk` at a time, decoded only as they are asked for."""
+        ...
+
+
+def open_clip(path: str, decoder: str = "decord") -> Clip:
+    """The clip at the local path `path`, indexed; ClipError with a readable reason if it can't be."""
     if os.path.getsize(path) == 0:
         raise ClipError("empty file (0 bytes)")
+    return TorchcodecClip(path) if decoder == "torchcodec" else DecordClip(path)
+
+
+class DecordClip:
+    """decord indexes the file (and is then let go); PyAV decodes the frames (`read_chunks`)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        reader = open_video(path)
+        try:
+            self.info, self.timestamps = probe(reader)
+        except Exception as exc:
+            raise ClipError(_reason(exc, "read")) from None
+
+    def chunks(self, indices: np.ndarray, chunk: int) -> Iterator[FrameChunk]:
+        return read_chunks(self.path, indices, self.timestamps, chunk)
+
+
+class TorchcodecClip:
+    """torchcodec's exact scan indexes the file; its decoder seeks and decodes the frames."""
+
+    def __init__(self, path: str):
+        from torchcodec.decoders import Demuxer, VideoDecoder
+
+        try:
+            index = Demuxer(path).streams[0].scan()
+            self._decoder = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=1)
+        except (RuntimeError, ValueError) as exc:  # torchcodec's C++ errors, with FFmpeg's text
+            raise ClipError(_reason(exc, "open")) from None
+        self.timestamps = index.pts_seconds.numpy().astype(np.float64)
+        meta = self._decoder.metadata
+        if len(self.timestamps) == 0:
+            raise ClipError("video stream has no frames")
+        duration = float(index.end_stream_seconds_from_content)
+        self.info = VideoInfo(len(self.timestamps), float(meta.average_fps or 0.0), duration, meta.width, meta.height)
+
+    def chunks(self, indices: np.ndarray, chunk: int) -> Iterator[FrameChunk]:
+        for start in range(0, len(indices), chunk):
+            picked = indices[start : start + chunk]
+            try:
+                frames = self._decoder.get_frames_at(picked.tolist()).data.numpy()
+            except (RuntimeError, IndexError) as exc:
+                reason = _reason(exc, "read")
+                raise ClipError(f"{reason} (decoding failed after {start} sampled frames)") from None
+            yield FrameChunk(picked, self.timestamps[picked], frames)
+
+
+def check_decoder(decoder: str) -> None:
+    """UsageError, in one line, if `decoder` cannot run here (torchcodec without FFmpeg's libraries).
+
+    Checked in a fresh interpreter: torchcodec imports torch, which the driver never does."""
+    if decoder != "torchcodec":
+        return
+    code = "from torchcodec.decoders import VideoDecoder"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.strip().splitlines() if line.strip()]
+        cause = lines[-1] if lines else f"exit code {done.returncode}"
+        raise UsageError(
+            f"--decoder torchcodec cannot load ({cause[:200]}): it needs `pip install torchcodec` and FFmpeg's "
+            "shared libraries, 4 to 8 (Debian/Ubuntu: apt-get install ffmpeg; conda: conda install ffmpeg)"
+        )
+
+
+def open_video(path: str):
+    """A decord VideoReader, or ClipError with a readable reason."""
     import decord
 
     try:
@@ -95,12 +183,3 @@ def read_chunks(path: str, indices: np.ndarray, timestamps: np.ndarray, chunk: i
                 reason = _reason(exc, "read")
                 raise ClipError(f"{reason} (decoding failed after {start} sampled frames)") from None
             yield FrameChunk(picked, timestamps[picked], np.stack(frames))
-
-
-def sampled(reader, fps: float | None, max_frames: int | None) -> tuple[VideoInfo, np.ndarray, np.ndarray]:
-    """Stream info, the sampled indices and all frame timestamps."""
-    try:
-        info, timestamps = probe(reader)
-    except Exception as exc:
-        raise ClipError(_reason(exc, "read")) from None
-    return info, sample_indices(timestamps, fps, max_frames), timestamps

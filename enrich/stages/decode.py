@@ -18,6 +18,7 @@ import numpy as np
 from enrich import storage
 from enrich.errors import ClipError
 from enrich.ops import video
+from enrich.ops.sampling import sample_indices
 from enrich.runtime import yield_to_models
 from enrich.stages.base import ERROR, Stage, column
 
@@ -32,9 +33,17 @@ class Decode(Stage):
     inputs = CLIP_COLUMNS
     outputs = (*FRAME_COLUMNS, "next_frame", *VIDEO_COLUMNS, ERROR)
 
-    def __init__(self, fps: float | None, max_frames: int | None, chunk: int = 8, pairs: bool = False, drop=()):
+    def __init__(
+        self,
+        fps: float | None,
+        max_frames: int | None,
+        chunk: int = 8,
+        pairs: bool = False,
+        decoder: str = "decord",
+        drop=(),
+    ):
         super().__init__(drop)
-        self.fps, self.max_frames, self.chunk, self.pairs = fps, max_frames, chunk, pairs
+        self.fps, self.max_frames, self.chunk, self.pairs, self.decoder = fps, max_frames, chunk, pairs, decoder
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         yield_to_models(self.nice)
@@ -45,12 +54,11 @@ class Decode(Stage):
         emitted = 0
         try:
             with storage.local_copy(uri) as path:
-                reader = video.open_video(path)
-                info, indices, timestamps = video.sampled(reader, self.fps, self.max_frames)
+                clip = video.open_clip(path, self.decoder)
+                info = clip.info
+                indices = sample_indices(clip.timestamps, self.fps, self.max_frames)
                 # At most CHUNK_BYTES of frames at once: 8 frames up to 1080p, 2 at 4K.
-                chunk = max(1, min(self.chunk, CHUNK_BYTES // (info.width * info.height * 3)))
-                del reader  # its index is all we needed; PyAV decodes the frames
-                chunks = video.read_chunks(path, indices, timestamps, chunk)
+                chunks = clip.chunks(indices, max(1, min(self.chunk, CHUNK_BYTES // (info.width * info.height * 3))))
                 for chunk, following in _with_next(chunks) if self.pairs else ((c, None) for c in chunks):
                     rows = _frame_rows(clip_id, uri, chunk, info, expected=len(indices))
                     if self.pairs:

@@ -8,6 +8,7 @@ import pytest
 
 from enrich.manifest.schema import CLIPS, FRAMES
 from tests.e2e.conftest import decode_depth, read_table
+from tests.helpers import needs_ffmpeg_libraries
 
 pytestmark = pytest.mark.slow
 
@@ -141,3 +142,25 @@ def test_cpu_depth_actors_get_their_thread_count(ray_session, tiny_depth_model, 
         op = op.input_dependencies[0]
     depth = remote_args["MapBatches(Depth)"]
     assert depth["runtime_env"] == {"env_vars": {"OMP_NUM_THREADS": "3"}}  # 2 actors of 3 threads on 6 cores
+
+
+@needs_ffmpeg_libraries
+def test_torchcodec_decoder_writes_what_decord_writes(run, bad_clips, tiny_depth_model, tmp_path):
+    """`--decoder torchcodec` in Ray's decode tasks: the same failures, the same rows, the same depth."""
+    from tests.helpers import BAD_CLIPS
+
+    tables = {}
+    for decoder in ("decord", "torchcodec"):
+        out = tmp_path / decoder
+        code, stdout, _ = run(bad_clips, out, "--depth-model", tiny_depth_model, "--fps", 4, "--decoder", decoder)
+        assert code == 1 and f"1 clips ok, {len(BAD_CLIPS)} failed" in stdout, stdout
+        clips, frames = read_table(out / "clips"), read_table(out / "frames")
+        tables[decoder] = clips.sort_by("clip_id"), frames.sort_by("frame_index")
+    (clips_a, frames_a), (clips_b, frames_b) = tables["decord"], tables["torchcodec"]
+    assert clips_b["status"].to_pylist() == clips_a["status"].to_pylist()
+    for row in clips_b.to_pylist():  # a truncated file opens in torchcodec, then fails to decode
+        assert row["clip_id"] == "good.mp4" or row["error"].startswith(BAD_CLIPS[row["clip_id"]]), row
+    assert clips_b["config_hash"].to_pylist() == clips_a["config_hash"].to_pylist()
+    for column in ("frame_index", "timestamp_s", "depth_png", "depth_scale", "depth_offset"):
+        assert frames_b[column].to_pylist() == frames_a[column].to_pylist(), column
+    assert frames_b.num_rows == 7

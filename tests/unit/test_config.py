@@ -38,6 +38,7 @@ def test_toml_and_flags_override(tmp_path):
         ({"depth_gpus": -1}, "--depth-gpus must be >= 0"),
         ({"depth_batch_size": "x"}, "must be a finite number"),
         ({"fps": float("inf")}, "--fps must be a finite number"),
+        ({"decoder": "ffmpeg"}, "--decoder must be one of decord, torchcodec"),
     ],
 )
 def test_bad_values(values, message):
@@ -64,6 +65,8 @@ def test_output_hash_tracks_what_changes_rows():
     base = build({"input": "i", "output": "o"})
     same = build({"input": "other", "output": "o2", "depth_batch_size": 32, "depth_pool_size": 3})
     assert base.output_hash(ids) == same.output_hash(ids)
+    # the decoders give the same frames (tests/stages/test_decode.py)
+    assert base.output_hash(ids) == build({"input": "i", "output": "o", "decoder": "torchcodec"}).output_hash(ids)
     assert base.output_hash(ids) != base.output_hash({**ids, "depth": "m@2"})
     assert base.output_hash(ids) != build({"input": "i", "output": "o", "fps": 1}).output_hash(ids)
     # only the stages that run count; adding one, or changing what it writes, changes the hash

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from enrich.ops.sampling import sample_indices
 
@@ -11,6 +12,18 @@ def test_fps_keeps_first_frame_of_each_bin():
     ts = np.arange(48) / 24  # 2 s at 24 fps
     assert sample_indices(ts, 2, None).tolist() == [0, 12, 24, 36]
     assert sample_indices(ts, 1, None).tolist() == [0, 24]
+
+
+def test_float32_times_sample_the_same_frames_as_exact_ones():
+    """decord reports times in float32, torchcodec in float64: frames on a bin's edge (frame 400 of
+    24 fps at 3 fps is at 16.666... s) must land in the same bin, over an hour of footage."""
+    for source, fps in [(24, 3), (30, 2), (30000 / 1001, 1), (60, 30), (25, 5)]:
+        exact = np.arange(int(3600 * source)) / source
+        rounded = exact.astype(np.float32).astype(np.float64)
+        assert (rounded != exact).any()
+        expected = sample_indices(exact, fps, None)
+        np.testing.assert_array_equal(sample_indices(rounded, fps, None), expected, err_msg=str((source, fps)))
+        assert len(expected) == pytest.approx(3600 * fps, abs=1)
 
 
 def test_fps_higher_than_stream_keeps_every_frame():
