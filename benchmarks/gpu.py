@@ -111,17 +111,15 @@ def peak(args, precision: str) -> float | None:
 def report(name: str, n: int, model_s: float, enrich_s: float, work: float, top: float | None, naive_s=None) -> None:
     tflops = work / model_s / 1e12
     mfu = f"{tflops / top:6.1%}" if top else "   n/a"
-    naive = f"{n / naive_s:8.1f}" if naive_s else "       -"
-    print(f"{name:<28} {n / model_s:8.1f} {n / enrich_s:8.1f} {naive} {tflops:8.1f} {mfu} {model_s / enrich_s:8.2f}")
+    naive = f"{n / naive_s:8.2f}" if naive_s else "       -"
+    print(f"{name:<28} {n / model_s:8.2f} {n / enrich_s:8.2f} {naive} {tflops:8.2f} {mfu} {model_s / enrich_s:8.2f}")
 
 
 def depth_case(args, arch: str, precision: str, compiled: bool, frames: list[np.ndarray], pool, root: str) -> None:
     folder = str(Path(root) / DEPTH_ARCHS[arch])
     if not Path(folder, "config.json").exists():
         build_random(DEPTH_ARCHS[arch], folder)
-    estimator = DepthEstimator(folder, device=args.device, precision=precision)
-    if compiled:
-        estimator.model = torch.compile(estimator.model, dynamic=False)
+    estimator = DepthEstimator(folder, device=args.device, precision=precision, compile=compiled)
     batches = [frames[i : i + args.batch] for i in range(0, len(frames), args.batch)]
     pixels = [estimator.processor(images=torch.from_numpy(np.stack(b)).permute(0, 3, 1, 2), return_tensors="pt",
                                   device=args.device)["pixel_values"].to(estimator.dtype) for b in batches]  # fmt: skip
@@ -129,7 +127,7 @@ def depth_case(args, arch: str, precision: str, compiled: bool, frames: list[np.
     def model_only():
         with torch.inference_mode():
             for p in pixels:
-                estimator.model(pixel_values=p)
+                estimator.forward(pixel_values=p)
 
     def enrich():
         pending = []
@@ -167,11 +165,11 @@ def naive_depth(folder: str, frames: list[np.ndarray], args) -> float:
     return timed(loop, args.repeats)
 
 
-def flow_case(args, precision: str, frames: list[np.ndarray], pool, root: str) -> None:
+def flow_case(args, precision: str, compiled: bool, frames: list[np.ndarray], pool, root: str) -> None:
     path = str(Path(root) / "raft_large.pt")
     if not Path(path).exists():
         build_raft("raft_large", path)
-    estimator = FlowEstimator("raft_large", path, device=args.device, precision=precision)
+    estimator = FlowEstimator("raft_large", path, device=args.device, precision=precision, compile=compiled)
     pairs = list(zip(frames[:-1], frames[1:], strict=True))[: args.pairs]
     batches = [pairs[i : i + args.flow_batch] for i in range(0, len(pairs), args.flow_batch)]
 
@@ -186,7 +184,7 @@ def flow_case(args, precision: str, frames: list[np.ndarray], pool, root: str) -
         with torch.inference_mode(), torch.autocast(args.device.split(":")[0], torch.bfloat16,
                                                     enabled=estimator.autocast):  # fmt: skip
             for first, second in ready:
-                estimator.model(first, second, num_flow_updates=estimator.num_updates)
+                estimator.forward(first, second, num_flow_updates=estimator.num_updates)
 
     def enrich():
         pending = []
@@ -198,16 +196,16 @@ def flow_case(args, precision: str, frames: list[np.ndarray], pool, root: str) -
     with torch.autocast(args.device.split(":")[0], torch.bfloat16, enabled=estimator.autocast):
         work = flops(lambda: estimator.model(*ready[0], num_flow_updates=estimator.num_updates)) * len(batches)
     model_s, enrich_s = timed(model_only, args.repeats), timed(enrich, args.repeats)
-    report(f"flow RAFT-L {precision}", len(pairs), model_s, enrich_s, work,
+    report(f"flow RAFT-L {precision}" + (" compiled" if compiled else ""), len(pairs), model_s, enrich_s, work,
            peak(args, "bf16" if precision == "bf16" else "fp32"))  # fmt: skip
 
 
-def pose_case(args, precision: str, frames: list[np.ndarray], root: str) -> None:
+def pose_case(args, precision: str, compiled: bool, frames: list[np.ndarray], root: str) -> None:
     pose, detector = str(Path(root) / "vitpose-base"), str(Path(root) / "rtdetr-r50")
     if not Path(pose, "config.json").exists():
         build_random_vitpose(pose, "base")
         build_random_rtdetr(detector, "r50")
-    estimator = PoseEstimator(pose, detector, device=args.device, precision=precision)
+    estimator = PoseEstimator(pose, detector, device=args.device, precision=precision, compile=compiled)
     batches = [frames[i : i + args.batch] for i in range(0, len(frames), args.batch)]
     process = estimator.detector_processor
     pixels = [process(images=b, return_tensors="pt")["pixel_values"].to(args.device, torch.float32) for b in batches]
@@ -223,7 +221,7 @@ def pose_case(args, precision: str, frames: list[np.ndarray], root: str) -> None
 
     work = flops(lambda: estimator.detector(pixel_values=pixels[0])) * len(batches)
     model_s, enrich_s = timed(model_only, args.repeats), timed(enrich, args.repeats)
-    label = f"pose RT-DETR+ViTPose-B {precision}"
+    label = f"pose RT-DETR+ViTPose-B {precision}" + (" compiled" if compiled else "")
     report(label, len(frames), model_s, enrich_s, work, peak(args, "fp32"))
 
 
@@ -239,7 +237,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--encoders", type=int, default=16, help="CPU threads encoding PNGs beside the GPU")
     parser.add_argument("--archs", default="S,B,L")
-    parser.add_argument("--compile", default="S,L", help="ViT sizes also measured under torch.compile (bf16)")
+    parser.add_argument("--compile", default="S,L", help="ViT sizes also measured under torch.compile")
+    parser.add_argument("--compile-precision", default="bf16", help="precisions of the compiled cases: fp32,bf16")
+    parser.add_argument(
+        "--compile-flow-pose", action="store_true", help="also RAFT and ViTPose compiled (minutes of compiling)"
+    )
+    parser.add_argument("--cases", default="depth,flow,pose", help="which models to measure")
     parser.add_argument("--no-naive", dest="naive", action="store_false")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense peak, if not in the table")
     parser.add_argument("--quick", action="store_true", help="tiny counts: checks every path, measures nothing")
@@ -247,6 +250,8 @@ def main() -> None:
     if args.quick:
         args.count, args.batch, args.pairs, args.flow_batch, args.repeats = 2, 2, 1, 1, 1
         args.archs, args.compile, args.size = "S", "", "320x192"
+    cases = set(args.cases.split(","))
+    compile_precisions = args.compile_precision.split(",")
     started = time.perf_counter()
     width, height = map(int, args.size.split("x"))
     frames = make_frames(args.count + 1, width, height, args.frames)
@@ -255,14 +260,18 @@ def main() -> None:
           f"batch {args.batch}; median of {args.repeats}")  # fmt: skip
     print(f"{'case':<28} {'model/s':>8} {'enrich/s':>8} {'naive/s':>8} {'TFLOP/s':>8} {'MFU':>6} {'en/model':>8}")
     with tempfile.TemporaryDirectory() as root, concurrent.futures.ThreadPoolExecutor(args.encoders) as pool:
-        for arch in args.archs.split(","):
+        for arch in args.archs.split(",") if "depth" in cases else ():
             for precision in ("fp32", "bf16"):
                 depth_case(args, arch, precision, False, frames[:-1], pool, root)
-        for arch in filter(None, args.compile.split(",")):
-            depth_case(args, arch, "bf16", True, frames[:-1], pool, root)
-        for precision in ("fp32", "bf16"):
-            flow_case(args, precision, frames, pool, root)
-            pose_case(args, precision, frames[:-1], root)
+        for arch in filter(None, args.compile.split(",")) if "depth" in cases else ():
+            for precision in compile_precisions:
+                depth_case(args, arch, precision, True, frames[:-1], pool, root)
+        compiled = [(p, True) for p in compile_precisions if args.compile_flow_pose]
+        for precision, on in [("fp32", False), ("bf16", False), *compiled]:
+            if "flow" in cases:
+                flow_case(args, precision, on, frames, pool, root)
+            if "pose" in cases:
+                pose_case(args, precision, on, frames[:-1], root)
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

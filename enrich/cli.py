@@ -14,6 +14,7 @@ import sys
 
 from enrich import errors, supervise
 from enrich.config import (
+    DECODERS,
     DEFAULT_DEPTH_MODEL,
     DEFAULT_DETECTOR_MODEL,
     DEFAULT_FLOW_MODEL,
@@ -177,6 +178,13 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--max-frames-per-clip", type=int, default=s, help="keep the first N sampled frames")
     run.add_argument("--force", action="store_true", default=s, help="redo every clip, even up-to-date ones")
     run.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        default=s,
+        help="decord (default: decord indexes, PyAV decodes) or torchcodec (seeks to keyframes; needs "
+        "FFmpeg's shared libraries, README: Decoders); both give the same frames",
+    )
+    run.add_argument(
         "--retry-limit",
         type=int,
         default=s,
@@ -213,6 +221,13 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
             help="auto (default): bf16 on CUDA and on CPUs with AMX, else fp32"
             if name != "flow"
             else "auto (default): fp32 with TF32 on CUDA; bf16: autocast",
+        )
+        group.add_argument(
+            f"--{name}-compile",
+            action="store_true",
+            default=s,
+            help="torch.compile the model: one compile per input size, at the actor's first batch of it "
+            "(default: off; README: Precision)",
         )
         group.add_argument(
             f"--{name}-threads",

@@ -31,6 +31,7 @@ FLOW_PRECISIONS = ("auto", "fp32", "bf16")  # fp16 would overflow RAFT's correla
 # Bumped whenever the way outputs are computed or stored changes, so old rows are redone.
 MANIFEST_VERSION = 3
 TEMPORAL_MODES = ("off", "align", "smooth")
+DECODERS = ("decord", "torchcodec")  # see enrich.ops.video; both give the same frames, so neither is in the hash
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,12 @@ class StageConfig:
     pool_size: int | None = None  # actors; auto: see `enrich.resources`
     precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU (flow: fp32 weights, TF32 on CUDA)
     threads: int | None = None  # torch threads per CPU model replica; auto: see `enrich.resources`
+    compile: bool = False  # torch.compile the model (one graph per input size; README: Precision)
 
     def output_fields(self) -> dict[str, Any]:
         """The fields that change what the stage writes (the rest only change speed)."""
-        skip = {"model", "detector_model", "batch_size", "gpus", "pool_size", "threads"}  # models: pinned ids
+        # models: pinned ids; compile: the same model, within float noise (tests/stages/test_precision.py)
+        skip = {"model", "detector_model", "batch_size", "gpus", "pool_size", "threads", "compile"}
         found = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         # `auto` keeps fp32's hash: where it picks bf16 (CUDA, AMX CPUs) it stays within the tested
         # tolerance of fp32 (tests/stages/test_precision.py), so a catalogue is not redone for it.
@@ -111,6 +114,7 @@ class RunConfig:
     address: str | None = None  # an existing Ray cluster; None = an embedded local one
     force: bool = False  # redo every clip, even those already up to date
     retry_limit: int = 3  # a clip that failed this many times (same content and config) is left alone
+    decoder: str = "decord"  # decord (decord indexes, PyAV decodes) | torchcodec (needs FFmpeg's libraries)
     depth: DepthConfig = field(default_factory=DepthConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
@@ -252,6 +256,7 @@ def validate(cfg: RunConfig) -> None:
     _positive(cfg.fps, "--fps", float)
     _positive(cfg.max_frames_per_clip, "--max-frames-per-clip", int)
     _positive(cfg.retry_limit, "--retry-limit", int)
+    _check(cfg.decoder in DECODERS, f"--decoder must be one of {', '.join(DECODERS)}, got {cfg.decoder!r}")
     for name in STAGES:
         section = getattr(cfg, name)
         _check(isinstance(section.model, str) and bool(section.model.strip()), f"--{name}-model must not be empty")
@@ -262,6 +267,7 @@ def validate(cfg: RunConfig) -> None:
                 isinstance(section.gpus, (int, float)) and section.gpus >= 0,
                 f"--{name}-gpus must be >= 0, got {section.gpus!r}",
             )
+        _check(isinstance(section.compile, bool), f"{name}_compile must be true or false, got {section.compile!r}")
         _check(
             section.precision in PRECISIONS,
             f"--{name}-precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}",

@@ -48,6 +48,30 @@ def precision_name(dtype: torch.dtype) -> str:
     return next(name for name, value in DTYPES.items() if value == dtype)
 
 
+# Input shapes one compiled model keeps graphs for (dynamo's default is 8): sizes of frames times
+# the batch sizes `pad_batch` rounds to. Past it a model runs uncompiled for new shapes, with a warning.
+COMPILED_SHAPES = 64
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """`torch.compile` with static shapes: one graph per input shape. Batches go through `pad_batch`
+    first, so a clip's short last batch reuses a graph, and the graphs per frame size stay few."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, COMPILED_SHAPES)
+    return torch.compile(model, dynamic=False)
+
+
+def pad_batch(compiled: bool, *tensors: torch.Tensor) -> tuple[int, tuple[torch.Tensor, ...]]:
+    """The batch size, and the tensors padded along dim 0 to the next power of two by repeating the
+    last item (only for a compiled model: 1, 2, 4, 8 ... items means a few graphs per frame size)."""
+    n = tensors[0].shape[0]
+    target = 1 << max(n - 1, 0).bit_length()
+    if not compiled or target == n:
+        return n, tensors
+    return n, tuple(torch.cat([t, t[-1:].expand(target - n, *t.shape[1:])]) for t in tensors)
+
+
 def torch_processor(auto_class, folder: str):
     """The checkpoint's image processor with its torch (torchvision) backend, which takes tensors on
     any device: transformers 5's default; 4.x loads it with `use_fast=True`."""

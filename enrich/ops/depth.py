@@ -14,7 +14,15 @@ import numpy as np
 import torch
 
 from enrich.ops.checkpoints import expect_model_type
-from enrich.ops.common import load_checked, map_same_size, pick_device, torch_dtype, torch_processor
+from enrich.ops.common import (
+    compile_model,
+    load_checked,
+    map_same_size,
+    pad_batch,
+    pick_device,
+    torch_dtype,
+    torch_processor,
+)
 from enrich.ops.quantize import quantize_batch
 
 DEPTH_KINDS = {"relative": "relative_disparity", "metric": "metric_depth_m"}
@@ -83,8 +91,9 @@ RANDOM_BUILDERS = {name: (lambda folder, name=name: build_random(name, folder)) 
 class DepthEstimator:
     """A loaded checkpoint: `predict(frames)` returns float32 maps at each frame's size."""
 
-    def __init__(self, folder: str, device: str | None = None, precision: str = "fp32"):
-        """`precision`: see `enrich.ops.common.torch_dtype` (the stage passes the run's, `auto` by default)."""
+    def __init__(self, folder: str, device: str | None = None, precision: str = "fp32", compile: bool = False):
+        """`precision`: see `enrich.ops.common.torch_dtype` (the stage passes the run's, `auto` by default).
+        `compile`: run the model through `torch.compile` (`enrich.ops.common.compile_model`)."""
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
 
         expect_model_type(folder, "depth_anything", "depth model")
@@ -99,6 +108,8 @@ class DepthEstimator:
             # to ~1e-6 (`benchmarks/depth_layout.py`). RAFT and the pose models gained nothing or
             # lost from it when tried; GPUs are unmeasured.
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.compiled = compile
+        self.forward = compile_model(self.model) if compile else self.model
 
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -122,7 +133,8 @@ class DepthEstimator:
         if self.device != "cpu":
             pixels = pixels.pin_memory().to(self.device, non_blocking=True)
         inputs = self.processor(images=pixels, return_tensors="pt", device=self.device)
-        outputs = self.model(pixel_values=inputs["pixel_values"].to(self.device, self.dtype))
-        outputs.predicted_depth = outputs.predicted_depth.float()
+        n, (pixel_values,) = pad_batch(self.compiled, inputs["pixel_values"].to(self.device, self.dtype))
+        outputs = self.forward(pixel_values=pixel_values)
+        outputs.predicted_depth = outputs.predicted_depth[:n].float()
         post = self.processor.post_process_depth_estimation(outputs, target_sizes=[size] * len(frames))
         return torch.stack([item["predicted_depth"] for item in post])

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from enrich.config import FLOW_PRECISIONS
-from enrich.ops.common import map_same_size, pick_device
+from enrich.ops.common import compile_model, map_same_size, pad_batch, pick_device
 
 # Features are at 1/8 resolution and the correlation pyramid halves them 3 more times (4 levels);
 # torchvision's CorrBlock needs >= 2 cells at the coarsest level, i.e. feature maps of >= 16.
@@ -94,11 +94,17 @@ class FlowEstimator:
     """A loaded RAFT: `predict(pairs)` returns forward flow at each pair's original size."""
 
     def __init__(
-        self, arch: str, weights: str | None, device: str | None = None, num_updates: int = 12, precision: str = "auto"
+        self,
+        arch: str,
+        weights: str | None,
+        device: str | None = None,
+        num_updates: int = 12,
+        precision: str = "auto",
+        compile: bool = False,
     ):
         """`precision`: fp32 weights always; `bf16` runs the forward pass under bf16 autocast; `auto`
         on CUDA lets float32 matmuls and convolutions use TF32 (a process-wide setting: each model
-        actor is its own process); `fp32` is strict fp32."""
+        actor is its own process); `fp32` is strict fp32. `compile`: see `enrich.ops.common.compile_model`."""
         if precision not in FLOW_PRECISIONS:
             raise ValueError(f"RAFT precision must be one of {', '.join(FLOW_PRECISIONS)}, got {precision!r}")
         _, weights_enum = _arch(arch)
@@ -106,6 +112,8 @@ class FlowEstimator:
         self.num_updates = num_updates
         self.transforms = weights_enum.DEFAULT.transforms()
         self.model = load_raft(arch, weights).to(self.device)
+        self.compiled = compile
+        self.forward = compile_model(self.model) if compile else self.model
         self.autocast = precision == "bf16"
         if self.device.startswith("cuda"):
             tf32 = precision == "auto"
@@ -131,7 +139,8 @@ class FlowEstimator:
         left, right = _padding(width)
         # Replicate padding commutes with the preset's per-pixel normalisation, so padding after it is the same.
         first, second = (F.pad(image, (left, right, top, bottom), mode="replicate") for image in (first, second))
+        n, (first, second) = pad_batch(self.compiled, first, second)
         with torch.autocast(self.device.split(":")[0], torch.bfloat16, enabled=self.autocast):
-            flow = self.model(first, second, num_flow_updates=self.num_updates)[-1].float()
+            flow = self.forward(first, second, num_flow_updates=self.num_updates)[-1][:n].float()
         flow = flow[:, :, top : top + height, left : left + width].permute(0, 2, 3, 1).contiguous()
         return list(flow.cpu().numpy())

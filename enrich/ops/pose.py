@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from enrich.ops.checkpoints import detector_person, expect_model_type, person_label
-from enrich.ops.common import load_checked, map_same_size, pick_device, torch_dtype
+from enrich.ops.common import compile_model, load_checked, map_same_size, pad_batch, pick_device, torch_dtype
 
 COCO_KEYPOINTS = [
     "Nose", "L_Eye", "R_Eye", "L_Ear", "R_Ear", "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow",
@@ -47,6 +47,41 @@ _VITPOSE_SIZES = {
 # seed 0 so that on street footage the default threshold 0.5 keeps a handful of people, 0.1 keeps
 # 100-200, and an all-black frame none.
 _PERSON_LOGIT = {"tiny": (8.0, -5.0), "r50": (-8.0, -4.5)}
+
+
+def person_crops(frame: torch.Tensor, boxes: np.ndarray, processor) -> torch.Tensor:
+    """ViTPose's input for each COCO box of one frame (uint8 [3, H, W] on any device), computed on
+    the frame's device: what `processor` (transformers' `VitPoseImageProcessor`) makes of it, which
+    warps each crop on the CPU with scipy. The warp matrices are the processor's own functions';
+    the resampling is bilinear in float64 (as scipy's), zero outside the frame, rounded to uint8
+    levels as scipy writes them, then rescaled and normalised by the processor itself: the
+    processor's crops, bit for bit on the fixture frames (tests/stages/test_pose_ops.py).
+    Float32 [len(boxes), 3, h, w]."""
+    from transformers.models.vitpose.image_processing_vitpose import box_to_center_and_scale, get_warp_matrix
+
+    height, width = processor.size["height"], processor.size["width"]
+    inverse = []
+    for box in boxes:
+        center, scale = box_to_center_and_scale(
+            box, image_width=width, image_height=height, normalize_factor=processor.normalize_factor
+        )
+        matrix = get_warp_matrix(0, center * 2.0, np.array((width, height)) - 1.0, scale * 200.0)
+        inverse.append(np.linalg.inv(np.vstack([matrix, [0, 0, 1]])))  # crop pixel -> frame pixel
+    device = frame.device
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    targets = torch.stack([cols, rows, torch.ones_like(rows)], dim=-1).reshape(-1, 3).to(device, torch.float64)
+    source = targets @ torch.from_numpy(np.stack(inverse)).to(device).transpose(1, 2)  # [B, h*w, 3]: x, y, 1
+    x, y = source[..., 0], source[..., 1]
+    frame_h, frame_w = frame.shape[-2:]
+    inside = ((x >= 0) & (x <= frame_w - 1) & (y >= 0) & (y <= frame_h - 1)).reshape(-1, 1, height, width)
+    grid = torch.stack([2 * x / (frame_w - 1) - 1, 2 * y / (frame_h - 1) - 1], dim=-1).reshape(-1, height, width, 2)
+    pixels = frame.double().unsqueeze(0).expand(len(boxes), -1, -1, -1)
+    crops = torch.nn.functional.grid_sample(pixels, grid, mode="bilinear", align_corners=True)
+    crops = torch.floor(crops * inside + 0.5).clamp(0, 255).to(torch.uint8)  # scipy rounds halves up
+    return processor.rescale_and_normalize(
+        crops, processor.do_rescale, processor.rescale_factor, processor.do_normalize, processor.image_mean,
+        processor.image_std,
+    )  # fmt: skip
 
 
 def vitpose_processor():
@@ -159,7 +194,10 @@ class PoseEstimator:
         device: str | None = None,
         precision: str = "fp32",
         crops_per_batch: int = 32,
+        compile: bool = False,
     ):
+        """`compile`: ViTPose through `torch.compile` (`enrich.ops.common.compile_model`); RT-DETR's
+        post-processing picks a data-dependent number of boxes, so the detector stays as it is."""
         from transformers import AutoConfig, AutoImageProcessor, RTDetrForObjectDetection, VitPoseForPoseEstimation
 
         expect_model_type(pose_folder, "vitpose", "pose model")
@@ -181,6 +219,8 @@ class PoseEstimator:
         self.detector.to(self.device).eval()
         self.pose_model = _load(VitPoseForPoseEstimation, pose_folder, "pose model", dtype=self.dtype)
         self.pose_model.to(self.device).eval()
+        self.compiled = compile
+        self.pose_forward = compile_model(self.pose_model) if compile else self.pose_model
 
     @torch.inference_mode()
     def predict(self, frames: list[np.ndarray]) -> list[list[dict]]:
@@ -196,8 +236,14 @@ class PoseEstimator:
         """Per frame, the person boxes as float32 COCO (x, y, w, h) and their scores."""
         return map_same_size(frames, lambda frame: frame.shape, self._detect_same_size)
 
+    def _on_device(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [N, H, W, 3] frames -> uint8 [N, 3, H, W] on the model's device (from pinned memory)."""
+        pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
+        return pixels.pin_memory().to(self.device, non_blocking=True) if self.device != "cpu" else pixels
+
     def _detect_same_size(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        inputs = self.detector_processor(images=frames, return_tensors="pt")
+        pixels = self._on_device(np.stack(frames))  # resized and normalised there, by the torchvision backend
+        inputs = self.detector_processor(images=pixels, return_tensors="pt", device=self.device)
         outputs = self.detector(pixel_values=inputs["pixel_values"].to(self.device, torch.float32))
         outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
         found = self.detector_processor.post_process_object_detection(
@@ -228,13 +274,14 @@ class PoseEstimator:
         return results
 
     def _estimate(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> list[list[dict]]:
-        inputs = self.pose_processor(frames, boxes=boxes, return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+        pairs = zip(frames, boxes, strict=True)
+        crops = [person_crops(self._on_device(frame[None])[0], found, self.pose_processor) for frame, found in pairs]
+        n, (pixel_values,) = pad_batch(self.compiled, torch.cat(crops).to(self.dtype))
         extra = {}
         if self.moe:
             extra["dataset_index"] = torch.full((len(pixel_values),), COCO_DATASET_INDEX, device=self.device)
-        outputs = self.pose_model(pixel_values=pixel_values, **extra)
-        outputs.heatmaps = outputs.heatmaps.float()
+        outputs = self.pose_forward(pixel_values=pixel_values, **extra)
+        outputs.heatmaps = outputs.heatmaps[:n].float()
         return self.pose_processor.post_process_pose_estimation(outputs, boxes=boxes)
 
 

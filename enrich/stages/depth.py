@@ -52,11 +52,14 @@ class Depth(Stage):
     inputs = ("frame", ERROR)
     outputs = ("depth_codes", "depth_scale", "depth_offset", "depth_kind", ERROR)
 
-    def __init__(self, model: ModelRef, precision: str = "auto", threads: int | None = None, drop=()):
+    def __init__(
+        self, model: ModelRef, precision: str = "auto", compile: bool = False, threads: int | None = None, drop=()
+    ):
         super().__init__(drop)
         use_threads(threads)
         with loading(f"depth model {model.spec}"):
-            self.estimator = _ops().DepthEstimator(materialize(model, RANDOM_BUILDERS), precision=precision)
+            folder = materialize(model, RANDOM_BUILDERS)
+            self.estimator = _ops().DepthEstimator(folder, precision=precision, compile=compile)
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = ok_rows(batch)
@@ -115,6 +118,6 @@ STAGE = ModelStage(
     resolve=lambda cfg: {"model": resolve(cfg.model, RANDOM_MODELS)},
     check=_check,
     attention=_attention,
-    actor_kwargs=lambda cfg, refs: dict(model=refs["model"], precision=cfg.precision),
+    actor_kwargs=lambda cfg, refs: dict(model=refs["model"], precision=cfg.precision, compile=cfg.compile),
     default_batch=DEFAULT_BATCH_SIZE,
 )

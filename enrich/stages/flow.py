@@ -87,6 +87,7 @@ class Flow(Stage):
         updates: int = 12,
         backward: bool = True,
         precision: str = "auto",
+        compile: bool = False,
         threads: int | None = None,
         drop=(),
     ):
@@ -94,7 +95,8 @@ class Flow(Stage):
         use_threads(threads)
         with loading(f"flow model {model.spec}"):
             weights = arch_and_weights(model)
-            self.estimator = PerThread(lambda: _ops().FlowEstimator(*weights, num_updates=updates, precision=precision))
+            options = dict(num_updates=updates, precision=precision, compile=compile)
+            self.estimator = PerThread(lambda: _ops().FlowEstimator(*weights, **options))
             self.estimator.get()  # load (and fail) at actor start, not on the first frame
         self.backward = backward
 
@@ -157,7 +159,7 @@ STAGE = ModelStage(
     resolve=lambda cfg: {"model": resolve_flow(cfg.model)},
     check=_check,
     actor_kwargs=lambda cfg, refs: dict(
-        model=refs["model"], updates=cfg.updates, backward=cfg.backward, precision=cfg.precision
+        model=refs["model"], updates=cfg.updates, backward=cfg.backward, precision=cfg.precision, compile=cfg.compile
     ),
     default_batch=DEFAULT_BATCH_SIZE,
     reads_pairs=True,

@@ -53,6 +53,7 @@ class Pose(Stage):
         detector: ModelRef,
         threshold: float = 0.5,
         precision: str = "fp32",
+        compile: bool = False,
         threads: int | None = None,
         drop=(),
     ):
@@ -61,7 +62,8 @@ class Pose(Stage):
         ops = _ops()
         folders = materialize(model, RANDOM_BUILDERS), materialize(detector, RANDOM_BUILDERS)
         # A copy per concurrent call: two transformers models, not checked for state kept between calls.
-        self.estimator = PerThread(lambda: ops.PoseEstimator(*folders, threshold=threshold, precision=precision))
+        options = dict(threshold=threshold, precision=precision, compile=compile)
+        self.estimator = PerThread(lambda: ops.PoseEstimator(*folders, **options))
         with loading(f"pose model {model.spec}"):
             self.estimator.get()  # load (and fail) at actor start, not on the first frame
 
@@ -98,7 +100,11 @@ STAGE = ModelStage(
     check=_check,
     attention=_attention,
     actor_kwargs=lambda cfg, refs: dict(
-        model=refs["model"], detector=refs["detector"], threshold=cfg.detector_threshold, precision=cfg.precision
+        model=refs["model"],
+        detector=refs["detector"],
+        threshold=cfg.detector_threshold,
+        precision=cfg.precision,
+        compile=cfg.compile,
     ),
     default_batch=DEFAULT_BATCH_SIZE,
 )
