@@ -128,12 +128,15 @@ class FlowEstimator:
                 raise ValueError(f"pair {i}: expected two RGB frames of one size, got {first.shape} and {second.shape}")
         return map_same_size(pairs, lambda pair: pair[0].shape, self._predict_same_size)
 
+    def _on_device(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [N, H, W, 3] -> uint8 [N, 3, H, W] on the model's device, copied from pinned memory
+        without blocking (the copy overlaps the work queued before it)."""
+        pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
+        return pixels.pin_memory().to(self.device, non_blocking=True) if self.device != "cpu" else pixels
+
     def _predict_same_size(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         height, width = pairs[0][0].shape[:2]
-        images = [
-            torch.from_numpy(np.stack(frames)).to(self.device).permute(0, 3, 1, 2)
-            for frames in zip(*pairs, strict=True)
-        ]
+        images = [self._on_device(np.stack(frames)) for frames in zip(*pairs, strict=True)]
         first, second = self.transforms(*images)
         top, bottom = _padding(height)
         left, right = _padding(width)

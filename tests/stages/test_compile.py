@@ -45,3 +45,38 @@ def test_compiled_depth_matches_eager_and_compiles_once_per_shape(fixtures_dir):
         assert np.abs(a - b).max() < 1e-3 * spread
     for a, b in zip(eager[:3], three, strict=True):
         assert np.abs(a - b).max() < 1e-3 * (np.percentile(a, 99) - np.percentile(a, 1))
+
+
+@pytest.mark.slow
+def test_compiled_raft_and_vitpose_match_eager(fixtures_dir, tmp_path):
+    import av
+
+    from enrich.ops.flow import FlowEstimator, build_random
+    from enrich.ops.pose import PoseEstimator, build_random_rtdetr, build_random_vitpose
+
+    with av.open(str(fixtures_dir / "tokyo_walk.mp4")) as container:
+        decoded = container.decode(video=0)
+        frames = [next(decoded).to_ndarray(format="rgb24") for _ in range(3)]
+    small = [frame[::4, ::4][:176, :320] for frame in frames]
+    pairs = [(small[0], small[1]), (small[1], small[2]), (small[0], small[2])]  # 3: padded to 4
+    build_random("raft_small", str(tmp_path / "raft.pt"))
+    flow = {
+        compile: FlowEstimator("raft_small", str(tmp_path / "raft.pt"), "cpu", 3, "fp32", compile).predict(pairs)
+        for compile in (False, True)
+    }
+    for a, b in zip(flow[False], flow[True], strict=True):
+        assert np.median(np.linalg.norm(a, axis=-1)) > 0.5  # pixels of flow, not noise
+        assert np.abs(a - b).max() < 1e-3
+
+    build_random_vitpose(str(tmp_path / "vitpose"), "tiny")
+    build_random_rtdetr(str(tmp_path / "rtdetr"), "tiny")
+    people = {
+        compile: PoseEstimator(str(tmp_path / "vitpose"), str(tmp_path / "rtdetr"), compile=compile).predict(frames)
+        for compile in (False, True)
+    }
+    assert sum(map(len, people[False])) >= 5
+    for eager, compiled in zip(people[False], people[True], strict=True):
+        assert [p["bbox"] for p in eager] == [p["bbox"] for p in compiled]  # the detector is not compiled
+        for a, b in zip(eager, compiled, strict=True):
+            points = [np.array([[k["x"], k["y"]] for k in person["keypoints"]]) for person in (a, b)]
+            assert np.abs(points[0] - points[1]).max() < 0.01
