@@ -224,7 +224,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
         )
         group.add_argument(
             f"--{name}-compile",
-            action="store_true",
+            action=argparse.BooleanOptionalAction,
             default=s,
             help="torch.compile the model: one compile per input size, at the actor's first batch of it "
             "(default: off; README: Precision)",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from enrich.errors import UsageError
+from enrich.ops.video import DECODERS  # both give the same frames, so the decoder is not in the hash
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 DEFAULT_FLOW_MODEL = "raft_large"
@@ -31,7 +32,6 @@ FLOW_PRECISIONS = ("auto", "fp32", "bf16")  # fp16 would overflow RAFT's correla
 # Bumped whenever the way outputs are computed or stored changes, so old rows are redone.
 MANIFEST_VERSION = 3
 TEMPORAL_MODES = ("off", "align", "smooth")
-DECODERS = ("decord", "torchcodec")  # see enrich.ops.video; both give the same frames, so neither is in the hash
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class StageConfig:
 
     def output_fields(self) -> dict[str, Any]:
         """The fields that change what the stage writes (the rest only change speed)."""
-        # models: pinned ids; compile: the same model, within float noise (tests/stages/test_precision.py)
+        # models: pinned ids; compile: the same model, within float noise (tests/stages/test_compile.py)
         skip = {"model", "detector_model", "batch_size", "gpus", "pool_size", "threads", "compile"}
         found = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         # `auto` keeps fp32's hash: where it picks bf16 (CUDA, AMX CPUs) it stays within the tested

@@ -62,12 +62,15 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     return torch.compile(model, dynamic=False)
 
 
-def pad_batch(compiled: bool, *tensors: torch.Tensor) -> tuple[int, tuple[torch.Tensor, ...]]:
-    """The batch size, and the tensors padded along dim 0 to the next power of two by repeating the
-    last item (only for a compiled model: 1, 2, 4, 8 ... items means a few graphs per frame size)."""
+def pad_batch(compiled: bool, *tensors: torch.Tensor, cap: int | None = None) -> tuple[int, tuple[torch.Tensor, ...]]:
+    """The batch size, and the tensors padded along dim 0 to the next power of two, or to `cap` (the
+    stage's batch size) if that is smaller, by repeating the last item. Only for a compiled model:
+    1, 2, 4, 8 ... and the full batch are a few graphs per frame size."""
     n = tensors[0].shape[0]
     target = 1 << max(n - 1, 0).bit_length()
-    if not compiled or target == n:
+    if cap:
+        target = min(target, max(cap, n))
+    if not compiled or n == 0 or target == n:
         return n, tensors
     return n, tuple(torch.cat([t, t[-1:].expand(target - n, *t.shape[1:])]) for t in tensors)
 

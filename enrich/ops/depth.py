@@ -91,9 +91,17 @@ RANDOM_BUILDERS = {name: (lambda folder, name=name: build_random(name, folder)) 
 class DepthEstimator:
     """A loaded checkpoint: `predict(frames)` returns float32 maps at each frame's size."""
 
-    def __init__(self, folder: str, device: str | None = None, precision: str = "fp32", compile: bool = False):
+    def __init__(
+        self,
+        folder: str,
+        device: str | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
+        batch_size: int | None = None,
+    ):
         """`precision`: see `enrich.ops.common.torch_dtype` (the stage passes the run's, `auto` by default).
-        `compile`: run the model through `torch.compile` (`enrich.ops.common.compile_model`)."""
+        `compile`: run the model through `torch.compile` (`enrich.ops.common.compile_model`), with
+        batches padded up to at most `batch_size` (the stage's)."""
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
 
         expect_model_type(folder, "depth_anything", "depth model")
@@ -108,7 +116,7 @@ class DepthEstimator:
             # to ~1e-6 (`benchmarks/depth_layout.py`). RAFT and the pose models gained nothing or
             # lost from it when tried; GPUs are unmeasured.
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.compiled = compile
+        self.compiled, self.batch_size = compile, batch_size
         self.forward = compile_model(self.model) if compile else self.model
 
     @torch.inference_mode()
@@ -133,7 +141,9 @@ class DepthEstimator:
         if self.device != "cpu":
             pixels = pixels.pin_memory().to(self.device, non_blocking=True)
         inputs = self.processor(images=pixels, return_tensors="pt", device=self.device)
-        n, (pixel_values,) = pad_batch(self.compiled, inputs["pixel_values"].to(self.device, self.dtype))
+        n, (pixel_values,) = pad_batch(
+            self.compiled, inputs["pixel_values"].to(self.device, self.dtype), cap=self.batch_size
+        )
         outputs = self.forward(pixel_values=pixel_values)
         outputs.predicted_depth = outputs.predicted_depth[:n].float()
         post = self.processor.post_process_depth_estimation(outputs, target_sizes=[size] * len(frames))

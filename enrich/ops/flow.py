@@ -101,10 +101,12 @@ class FlowEstimator:
         num_updates: int = 12,
         precision: str = "auto",
         compile: bool = False,
+        batch_size: int | None = None,
     ):
         """`precision`: fp32 weights always; `bf16` runs the forward pass under bf16 autocast; `auto`
         on CUDA lets float32 matmuls and convolutions use TF32 (a process-wide setting: each model
-        actor is its own process); `fp32` is strict fp32. `compile`: see `enrich.ops.common.compile_model`."""
+        actor is its own process); `fp32` is strict fp32. `compile`: see `enrich.ops.common.compile_model`
+        (batches padded up to at most `batch_size`, the stage's)."""
         if precision not in FLOW_PRECISIONS:
             raise ValueError(f"RAFT precision must be one of {', '.join(FLOW_PRECISIONS)}, got {precision!r}")
         _, weights_enum = _arch(arch)
@@ -112,7 +114,7 @@ class FlowEstimator:
         self.num_updates = num_updates
         self.transforms = weights_enum.DEFAULT.transforms()
         self.model = load_raft(arch, weights).to(self.device)
-        self.compiled = compile
+        self.compiled, self.batch_size = compile, batch_size
         self.forward = compile_model(self.model) if compile else self.model
         self.autocast = precision == "bf16"
         if self.device.startswith("cuda"):
@@ -142,7 +144,7 @@ class FlowEstimator:
         left, right = _padding(width)
         # Replicate padding commutes with the preset's per-pixel normalisation, so padding after it is the same.
         first, second = (F.pad(image, (left, right, top, bottom), mode="replicate") for image in (first, second))
-        n, (first, second) = pad_batch(self.compiled, first, second)
+        n, (first, second) = pad_batch(self.compiled, first, second, cap=self.batch_size)
         with torch.autocast(self.device.split(":")[0], torch.bfloat16, enabled=self.autocast):
             flow = self.forward(first, second, num_flow_updates=self.num_updates)[-1][:n].float()
         flow = flow[:, :, top : top + height, left : left + width].permute(0, 2, 3, 1).contiguous()

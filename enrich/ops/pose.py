@@ -15,7 +15,15 @@ import numpy as np
 import torch
 
 from enrich.ops.checkpoints import detector_person, expect_model_type, person_label
-from enrich.ops.common import compile_model, load_checked, map_same_size, pad_batch, pick_device, torch_dtype
+from enrich.ops.common import (
+    compile_model,
+    load_checked,
+    map_same_size,
+    pad_batch,
+    pick_device,
+    torch_dtype,
+    torch_processor,
+)
 
 COCO_KEYPOINTS = [
     "Nose", "L_Eye", "R_Eye", "L_Ear", "R_Ear", "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow",
@@ -55,11 +63,13 @@ def person_crops(frame: torch.Tensor, boxes: np.ndarray, processor) -> torch.Ten
     warps each crop on the CPU with scipy. The warp matrices are the processor's own functions';
     the resampling is bilinear in float64 (as scipy's), zero outside the frame, rounded to uint8
     levels as scipy writes them, then rescaled and normalised by the processor itself: the
-    processor's crops, bit for bit on the fixture frames (tests/stages/test_pose_ops.py).
-    Float32 [len(boxes), 3, h, w]."""
+    processor's crops but for a rounding tie in about a million values, one uint8 level
+    (tests/stages/test_pose_ops.py). Float32 [len(boxes), 3, h, w]."""
     from transformers.models.vitpose.image_processing_vitpose import box_to_center_and_scale, get_warp_matrix
 
     height, width = processor.size["height"], processor.size["width"]
+    if len(boxes) == 0:
+        return torch.zeros((0, 3, height, width), device=frame.device)
     inverse = []
     for box in boxes:
         center, scale = box_to_center_and_scale(
@@ -74,9 +84,10 @@ def person_crops(frame: torch.Tensor, boxes: np.ndarray, processor) -> torch.Ten
     x, y = source[..., 0], source[..., 1]
     frame_h, frame_w = frame.shape[-2:]
     inside = ((x >= 0) & (x <= frame_w - 1) & (y >= 0) & (y <= frame_h - 1)).reshape(-1, 1, height, width)
-    grid = torch.stack([2 * x / (frame_w - 1) - 1, 2 * y / (frame_h - 1) - 1], dim=-1).reshape(-1, height, width, 2)
-    pixels = frame.double().unsqueeze(0).expand(len(boxes), -1, -1, -1)
-    crops = torch.nn.functional.grid_sample(pixels, grid, mode="bilinear", align_corners=True)
+    # Every crop in one grid over the one frame, [1, B*h, w, 2]: the frame is never copied per box.
+    grid = torch.stack([2 * x / (frame_w - 1) - 1, 2 * y / (frame_h - 1) - 1], dim=-1).reshape(1, -1, width, 2)
+    sampled = torch.nn.functional.grid_sample(frame.double()[None], grid, mode="bilinear", align_corners=True)
+    crops = sampled[0].reshape(3, len(boxes), height, width).transpose(0, 1)
     crops = torch.floor(crops * inside + 0.5).clamp(0, 255).to(torch.uint8)  # scipy rounds halves up
     return processor.rescale_and_normalize(
         crops, processor.do_rescale, processor.rescale_factor, processor.do_normalize, processor.image_mean,
@@ -213,8 +224,8 @@ class PoseEstimator:
         # up to 0.79 (measured on CPU).
         if self.device.startswith("cuda"):
             torch.set_float32_matmul_precision("highest" if precision == "fp32" else "high")
-        self.detector_processor = AutoImageProcessor.from_pretrained(detector_folder)
-        self.pose_processor = AutoImageProcessor.from_pretrained(pose_folder)
+        self.detector_processor = torch_processor(AutoImageProcessor, detector_folder)  # torch backends:
+        self.pose_processor = torch_processor(AutoImageProcessor, pose_folder)  # tensors on the device
         self.detector = _load(RTDetrForObjectDetection, detector_folder, "person detector", dtype=torch.float32)
         self.detector.to(self.device).eval()
         self.pose_model = _load(VitPoseForPoseEstimation, pose_folder, "pose model", dtype=self.dtype)
@@ -276,7 +287,7 @@ class PoseEstimator:
     def _estimate(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> list[list[dict]]:
         pairs = zip(frames, boxes, strict=True)
         crops = [person_crops(self._on_device(frame[None])[0], found, self.pose_processor) for frame, found in pairs]
-        n, (pixel_values,) = pad_batch(self.compiled, torch.cat(crops).to(self.dtype))
+        n, (pixel_values,) = pad_batch(self.compiled, torch.cat(crops).to(self.dtype), cap=self.crops_per_batch)
         extra = {}
         if self.moe:
             extra["dataset_index"] = torch.full((len(pixel_values),), COCO_DATASET_INDEX, device=self.device)

@@ -3,8 +3,8 @@
 - `decord` (the default): decord opens and indexes the file, PyAV decodes the frames. Both wheels
   carry their own FFmpeg.
 - `torchcodec`: torchcodec indexes (an exact scan of the packets) and decodes, seeking to the
-  keyframe before each sampled frame when that skips work. It needs FFmpeg's shared libraries
-  (4 to 8) on the machine, and imports torch.
+  keyframe before each sampled frame when that skips work. It needs FFmpeg's shared libraries on
+  the machine, and imports torch.
 
 Both give the same frames, bit for bit, and the same timestamps (tests/stages/test_decode.py).
 Decoder failures are translated into reasons a person can act on; the caller records them on the
@@ -68,6 +68,8 @@ def open_clip(path: str, decoder: str = "decord") -> Clip:
     """The clip at the local path `path`, indexed; ClipError with a readable reason if it can't be."""
     if os.path.getsize(path) == 0:
         raise ClipError("empty file (0 bytes)")
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r} (known: {', '.join(DECODERS)})")
     return TorchcodecClip(path) if decoder == "torchcodec" else DecordClip(path)
 
 
@@ -118,17 +120,21 @@ class TorchcodecClip:
 def check_decoder(decoder: str) -> None:
     """UsageError, in one line, if `decoder` cannot run here (torchcodec without FFmpeg's libraries).
 
-    Checked in a fresh interpreter: torchcodec imports torch, which the driver never does."""
+    Checked in a fresh interpreter: torchcodec imports torch, which the driver never does. This is
+    the driver's machine; on a cluster every node needs the libraries (README: Decoders)."""
     if decoder != "torchcodec":
         return
     code = "from torchcodec.decoders import VideoDecoder"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise UsageError("--decoder torchcodec: importing torchcodec took over 300 s") from None
     if done.returncode != 0:
         lines = [line.strip() for line in done.stderr.strip().splitlines() if line.strip()]
         cause = lines[-1] if lines else f"exit code {done.returncode}"
         raise UsageError(
             f"--decoder torchcodec cannot load ({cause[:200]}): it needs `pip install torchcodec` and FFmpeg's "
-            "shared libraries, 4 to 8 (Debian/Ubuntu: apt-get install ffmpeg; conda: conda install ffmpeg)"
+            "shared libraries (Debian/Ubuntu: apt-get install ffmpeg; conda: conda install ffmpeg)"
         )
 
 

@@ -53,13 +53,19 @@ class Depth(Stage):
     outputs = ("depth_codes", "depth_scale", "depth_offset", "depth_kind", ERROR)
 
     def __init__(
-        self, model: ModelRef, precision: str = "auto", compile: bool = False, threads: int | None = None, drop=()
+        self,
+        model: ModelRef,
+        precision: str = "auto",
+        compile: bool = False,
+        threads: int | None = None,
+        batch_size: int | None = None,
+        drop=(),
     ):
         super().__init__(drop)
         use_threads(threads)
         with loading(f"depth model {model.spec}"):
             folder = materialize(model, RANDOM_BUILDERS)
-            self.estimator = _ops().DepthEstimator(folder, precision=precision, compile=compile)
+            self.estimator = _ops().DepthEstimator(folder, precision=precision, compile=compile, batch_size=batch_size)
 
     def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = ok_rows(batch)

@@ -89,13 +89,14 @@ class Flow(Stage):
         precision: str = "auto",
         compile: bool = False,
         threads: int | None = None,
+        batch_size: int | None = None,
         drop=(),
     ):
         super().__init__(drop)
         use_threads(threads)
         with loading(f"flow model {model.spec}"):
             weights = arch_and_weights(model)
-            options = dict(num_updates=updates, precision=precision, compile=compile)
+            options = dict(num_updates=updates, precision=precision, compile=compile, batch_size=batch_size)
             self.estimator = PerThread(lambda: _ops().FlowEstimator(*weights, **options))
             self.estimator.get()  # load (and fail) at actor start, not on the first frame
         self.backward = backward

@@ -55,6 +55,7 @@ class Pose(Stage):
         precision: str = "fp32",
         compile: bool = False,
         threads: int | None = None,
+        batch_size: int | None = None,  # frames per call; ViTPose's own batches are its crop chunks
         drop=(),
     ):
         super().__init__(drop)

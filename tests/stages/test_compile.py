@@ -18,6 +18,10 @@ def test_pad_batch_rounds_up_to_a_power_of_two_by_repeating_the_last_item():
     assert n == 3 and padded.shape == (4, 2) and (padded[3] == x[2]).all() and (padded[:3] == x).all()
     assert pad_batch(True, x[:2])[1][0].shape == (2, 2) and pad_batch(True, x[:1])[1][0].shape == (1, 2)
     assert pad_batch(False, x)[1][0] is x  # uncompiled models see the batch as it is
+    five = torch.arange(5 * 2).reshape(5, 2)
+    assert pad_batch(True, five, cap=6)[1][0].shape == (6, 2)  # not 8: never past the stage's batch size
+    assert pad_batch(True, five, cap=16)[1][0].shape == (8, 2) and pad_batch(True, five, cap=5)[1][0] is five
+    assert pad_batch(True, x[:0])[1][0].shape == (0, 2)
 
 
 @pytest.mark.slow

@@ -116,6 +116,9 @@ def test_person_crops_on_the_device_equal_the_processors(models, frames):
         assert expected.std() > 0.5  # real crops, not padding
         checked += len(boxes)
     assert checked > 30
+    pixels = torch.from_numpy(frame).permute(2, 0, 1)
+    nobody = person_crops(pixels, np.zeros((0, 4), np.float32), estimator.pose_processor)
+    assert nobody.shape == (0, *expected.shape[1:])
 
 
 def test_single_frames_equal_reference(models, frames, reference):
