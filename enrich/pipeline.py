@@ -46,6 +46,7 @@ from enrich.runtime import (
     ClusterShape,
     cluster_shape,
     init_ray,
+    local_ray_logs,
     local_raylet_pid,
     set_block_bytes,
     set_store_budget,
@@ -372,7 +373,9 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     staging_root = storage.join(cfg.output, "_staging")
     storage.delete_prefix(staging_root)  # we hold the lock: anything staged there is a dead run's
     staging = storage.join(staging_root, prep.run_id)
-    supervise.report(staging=staging, staging_root=staging_root, raylet_pid=local_raylet_pid())
+    supervise.report(
+        staging=staging, staging_root=staging_root, raylet_pid=local_raylet_pid(), ray_logs=local_ray_logs()
+    )
     shape = cluster_shape()
     set_store_budget(shape)
     if verbose:  # builds each model on the meta device: imports torch and transformers, so only here
@@ -434,6 +437,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
         settle(block=True)
     except InfrastructureError as exc:
         outage = exc
+        supervise.report(outage=str(exc))  # the cause, should the driver die while it cleans up
         for ref in pending:  # clips in flight are not published
             ray.cancel(ref, force=True)
         pending.clear()
@@ -449,6 +453,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
                 _save_run_file(prep, "summary.json", _summary_record(summary))
         except InfrastructureError as exc:
             outage = outage or exc
+            supervise.report(outage=str(outage))
     if outage:
         raise InfrastructureError(
             f"{outage}; {_clips(summary.clips_ok + summary.clips_failed)} committed by this run are kept and "

@@ -70,6 +70,19 @@ def local_raylet_pid() -> int | None:
         return None
 
 
+def local_ray_logs() -> str | None:
+    """The log folder of an embedded Ray started in this process (its raylet's own account of a
+    death is there); None when joined to a cluster."""
+    import ray
+
+    if local_raylet_pid() is None:
+        return None
+    try:
+        return str(ray._private.worker._global_node.get_logs_dir_path())
+    except AttributeError:
+        return None
+
+
 def init_ray(address: str | None) -> None:
     """Start or join Ray once per process (tests share one session across runs)."""
     import ray

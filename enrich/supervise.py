@@ -6,7 +6,9 @@ worker ends the driver's process from C++: no Python handler runs, and its exit 
 So the `enrich` command runs the driver as a child process and waits for it:
 
 - the child reports over a pipe what cleaning up after it needs (its lock and its staging
-  folder), how many clips it has committed, and, last, the exit code it chose;
+  folder), how many clips it has committed, an outage it is handling (S3 gone away: the line
+  leads with it should the driver die before it ends the run itself), and, last, the exit code
+  it chose;
 - a child that ends without reporting an exit code died under the run. The parent removes the
   child's staging, releases its lock, prints one line and exits EXIT_INFRASTRUCTURE (3); the
   committed clips are kept and the same command resumes.
@@ -95,13 +97,16 @@ def _died(returncode: int, reports: dict) -> str:
             how += " (out of memory?)"
     elif raylet and not process_running(int(raylet)):  # Ray's core worker ends the driver itself
         how = f"was ended by Ray (exit code {returncode}): the local Ray node (its raylet and object store) died"
+        if reports.get("ray_logs"):
+            how += f" (its logs: {reports['ray_logs']})"
     else:
         how = f"ended with exit code {returncode} without finishing"
     _wait_for_workers(raylet)
     left = _clean_up(reports)
     committed = int(reports.get("committed", 0))
+    cause = f"{reports['outage']}; then " if reports.get("outage") else ""  # what the driver was handling
     return (
-        f"the run's driver {how}; {_clips(committed)} committed by this run {'is' if committed == 1 else 'are'} "
+        f"{cause}the run's driver {how}; {_clips(committed)} committed by this run {'is' if committed == 1 else 'are'} "
         f"kept{left}; run the same command again to resume"
     )
 

@@ -329,7 +329,7 @@ def test_the_s3_endpoint_lost_mid_run_ends_the_run_with_one_line_and_exit_3(clip
         assert "Traceback" not in stderr, tail(stderr, 60)
         lines = [line for line in stderr.splitlines() if line.startswith("enrich: error:")]
         assert len(lines) == 1, tail(stderr)
-        assert url in lines[0], lines[0]  # names the endpoint
+        assert url in lines[0], tail(stderr, 60)  # names the endpoint
         assert "committed" in lines[0], lines[0]  # how many clips were kept
         assert "same command" in lines[0], lines[0]  # and how to resume
     finally:
