@@ -15,6 +15,8 @@ from enrich.ops.flowpng import decode_flow_png
 from tests.e2e.conftest import decode_depth, read_table
 from tests.helpers import write_video
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory, fixtures_dir):

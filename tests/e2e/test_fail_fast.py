@@ -11,6 +11,8 @@ import pytest
 
 from enrich.errors import EXIT_CANNOT_RUN
 
+pytestmark = pytest.mark.slow
+
 
 def enrich(*args, env=None, timeout=120):
     full_env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", **(env or {})}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from enrich.lock import NAME, Lock
 from tests.e2e.conftest import read_table
+
+pytestmark = pytest.mark.slow
 
 
 def test_plan_retries_and_limit(run, bad_clips, tiny_depth_model, tmp_path, capsys):

@@ -12,10 +12,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from enrich import storage
 from enrich.catalog import list_clips
 from enrich.manifest import commit
 from enrich.manifest.commit import merge_clips, write_clips
+
+pytestmark = pytest.mark.slow
 
 RUNS = 5
 DEPTH_ONLY = ["--depth-model", "random:depth-anything-v2-small"]

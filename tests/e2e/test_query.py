@@ -14,6 +14,8 @@ from enrich.cli import main
 from enrich.query import query
 from tests.e2e.conftest import read_table
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory, fixtures_dir, tiny_depth_model, ray_session):

@@ -14,6 +14,8 @@ from enrich.ops.flowpng import decode_flow_png
 from tests.e2e.conftest import decode_depth, read_table
 from tests.helpers import gradient_frames, write_video
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def models(tiny_depth_model, tiny_raft, tiny_pose_models):
