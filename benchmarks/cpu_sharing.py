@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from enrich.models import ModelRef, materialize  # noqa: E402
 from enrich.ops import video  # noqa: E402
-from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator  # noqa: E402
+from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator  # noqa: E402
 
 COMPETITOR = """
 import time, numpy as np

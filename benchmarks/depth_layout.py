@@ -1,4 +1,4 @@
-"""Why the CPU depth model runs on channels-last weights (`enrich.ops.depth.DepthEstimator`):
+"""Why the CPU depth model runs on channels-last weights (`enrich.stages.depth.model.DepthEstimator`):
 seconds per frame with the default (contiguous) weights and with channels-last ones, on one 720p
 frame, Depth Anything V2 ViT-S (random weights, real size), and how far their maps differ.
 
@@ -22,7 +22,7 @@ from cpu_sharing import ROOT, per_frame  # puts the repository root on sys.path,
 
 from enrich.models import ModelRef, materialize
 from enrich.ops import video
-from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator
+from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator
 
 
 def main() -> None:

@@ -37,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from enrich.ops.common import precision_name  # noqa: E402
-from enrich.ops.depth import DepthEstimator, build_random  # noqa: E402
-from enrich.ops.flow import FlowEstimator  # noqa: E402
-from enrich.ops.flow import build_random as build_raft  # noqa: E402
 from enrich.ops.flowpng import encode_flow_png  # noqa: E402
-from enrich.ops.pose import PoseEstimator, build_random_rtdetr, build_random_vitpose  # noqa: E402
 from enrich.ops.quantize import encode_png16  # noqa: E402
+from enrich.stages.depth.model import DepthEstimator, build_random  # noqa: E402
+from enrich.stages.flow.model import FlowEstimator  # noqa: E402
+from enrich.stages.flow.model import build_random as build_raft  # noqa: E402
+from enrich.stages.pose.model import PoseEstimator, build_random_rtdetr, build_random_vitpose  # noqa: E402
 from tests.scenes import scene  # noqa: E402
 
 # Dense peak TFLOP/s (no sparsity) by GPU and precision, from NVIDIA's data sheets (SXM parts).

@@ -23,7 +23,7 @@ from cpu_sharing import ROOT, per_frame  # puts the repository root on sys.path,
 
 from enrich.models import ModelRef, materialize
 from enrich.ops import common, video
-from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator
+from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator
 
 
 def depth(frame: np.ndarray, frames: int, rounds: int) -> None:
@@ -49,7 +49,7 @@ def depth(frame: np.ndarray, frames: int, rounds: int) -> None:
 def flow(frame: np.ndarray, second: np.ndarray, rounds: int) -> None:
     import tempfile
 
-    from enrich.ops.flow import FlowEstimator, build_random
+    from enrich.stages.flow.model import FlowEstimator, build_random
 
     path = os.path.join(tempfile.mkdtemp(), "raft_large.pt")
     build_random("raft_large", path)

@@ -23,10 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from enrich.config import AuditConfig, DepthConfig, FlowConfig, PoseConfig  # noqa: E402
+from enrich.config import AuditConfig  # noqa: E402
 from enrich.stages import model_stage  # noqa: E402
 from enrich.stages.audit import Audit  # noqa: E402
 from enrich.stages.decode import Decode  # noqa: E402
+from enrich.stages.depth import DepthConfig  # noqa: E402
+from enrich.stages.flow import FlowConfig  # noqa: E402
+from enrich.stages.pose import PoseConfig  # noqa: E402
 from enrich.stages.temporal import Summarize  # noqa: E402
 from enrich.stages.write import WriteParts  # noqa: E402
 

@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from enrich.models import ModelRef, materialize  # noqa: E402
 from enrich.ops import video  # noqa: E402
-from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator  # noqa: E402
 from enrich.ops.quantize import encode_png16, quantize  # noqa: E402
 from enrich.ops.sampling import sample_indices  # noqa: E402
 from enrich.stages.depth import DEFAULT_BATCH_SIZE  # noqa: E402
+from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator  # noqa: E402
 
 
 def sampled_frames(clips: list[Path], fps: float, max_frames: int) -> tuple[list[list[np.ndarray]], float]:
@@ -68,9 +68,9 @@ def model_only(model_dir: str, frames: list[np.ndarray], batch: int, precision: 
 def flow_only(per_clip: list[list[np.ndarray]], batch: int) -> tuple[float, int]:
     """RAFT large on each frame and its successor in the clip, forward and backward, as the flow
     stage pairs them and runs them by default (`--no-flow-backward` halves its work)."""
-    from enrich.ops.flow import FlowEstimator
     from enrich.stages.flow import RANDOM_BUILDERS as FLOW_BUILDERS
     from enrich.stages.flow import WEIGHTS_FILE
+    from enrich.stages.flow.model import FlowEstimator
 
     folder = materialize(ModelRef("random:raft_large", "random", "raft_large", "seed0"), FLOW_BUILDERS)
     estimator = FlowEstimator("raft_large", os.path.join(folder, WEIGHTS_FILE))
@@ -87,8 +87,8 @@ def flow_only(per_clip: list[list[np.ndarray]], batch: int) -> tuple[float, int]
 
 def pose_only(frames: list[np.ndarray], batch: int) -> tuple[float, int]:
     """RT-DETR R50 then ViTPose-B on every person it finds (the detector is biased to find some)."""
-    from enrich.ops.pose import RANDOM_BUILDERS as POSE_BUILDERS
-    from enrich.ops.pose import PoseEstimator
+    from enrich.stages.pose.model import RANDOM_BUILDERS as POSE_BUILDERS
+    from enrich.stages.pose.model import PoseEstimator
 
     pose = materialize(ModelRef("random:vitpose-base", "random", "vitpose-base", "seed0"), POSE_BUILDERS)
     detector = materialize(ModelRef("random:rtdetr-r50", "random", "rtdetr-r50", "seed0"), POSE_BUILDERS)

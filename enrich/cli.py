@@ -13,44 +13,9 @@ import signal
 import sys
 
 from enrich import errors, supervise
-from enrich.config import (
-    DECODERS,
-    DEFAULT_DEPTH_MODEL,
-    DEFAULT_DETECTOR_MODEL,
-    DEFAULT_FLOW_MODEL,
-    DEFAULT_POSE_MODEL,
-    FLOW_PRECISIONS,
-    PRECISIONS,
-    STAGES,
-    build,
-    load_file,
-)
+from enrich.config import DECODERS, STAGES, build, load_file
+from enrich.stages import REGISTRY
 from enrich.submit import DEFAULT_ADDRESS
-
-_FORMS = "a hub id, a local save_pretrained folder or an s3:// prefix"
-STAGE_MODEL_FLAGS = {
-    "depth": {
-        "--depth-model": (
-            "depth_model",
-            f"Depth Anything: {_FORMS}; random:depth-anything-v2-small for smoke runs (default: {DEFAULT_DEPTH_MODEL})",
-        )
-    },
-    "flow": {
-        "--flow-model": (
-            "flow_model",
-            f"raft_large or raft_small (torchvision's weights), ARCH:PATH for a state dict (local or s3://), "
-            f"random:raft_small for smoke runs (default: {DEFAULT_FLOW_MODEL})",
-        )
-    },
-    "pose": {
-        "--pose-model": ("pose_model", f"ViTPose: {_FORMS} (default: {DEFAULT_POSE_MODEL})"),
-        "--detector-model": (
-            "pose_detector_model",
-            f"RT-DETR person detector: {_FORMS} (default: {DEFAULT_DETECTOR_MODEL})",
-        ),
-    },
-}
-
 
 # The options of `run` and `submit` that are not the run's config.
 RUN_ONLY = frozenset({"quiet", "verbose", "plan", "if_idle"})
@@ -195,61 +160,8 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
         default=s,
         help=f"model stages to run, a comma-separated subset of {','.join(STAGES)} (default: depth)",
     )
-    for name, models in STAGE_MODEL_FLAGS.items():
-        group = run.add_argument_group(f"{name} stage")
-        for flag, (dest, help_text) in models.items():
-            group.add_argument(flag, dest=dest, default=s, help=help_text)
-        group.add_argument(
-            f"--{name}-batch-size",
-            type=int,
-            default=s,
-            help="items per forward pass (default: small on CPU, large on GPU)",
-        )
-        group.add_argument(
-            f"--{name}-gpus", type=float, default=s, help="GPUs per actor; fractions share a GPU (default: see README)"
-        )
-        group.add_argument(
-            f"--{name}-pool-size",
-            type=int,
-            default=s,
-            help="actors (default: enough for every GPU; on CPU one running a call per core the stage can use)",
-        )
-        group.add_argument(
-            f"--{name}-precision",
-            choices=PRECISIONS if name != "flow" else FLOW_PRECISIONS,
-            default=s,
-            help="auto (default): bf16 on CUDA and on CPUs with AMX, else fp32"
-            if name != "flow"
-            else "auto (default): fp32 with TF32 on CUDA; bf16: autocast",
-        )
-        group.add_argument(
-            f"--{name}-compile",
-            action=argparse.BooleanOptionalAction,
-            default=s,
-            help="torch.compile the model: one compile per input size, at the actor's first batch of it "
-            "(default: off; README: Precision)",
-        )
-        group.add_argument(
-            f"--{name}-threads",
-            type=int,
-            default=s,
-            help="torch threads per CPU model replica (default: 1, more past 8 replicas per node)",
-        )
-    run.add_argument("--flow-updates", dest="flow_updates", type=int, default=s, help="RAFT iterations (default: 12)")
-    run.add_argument(
-        "--detector-threshold",
-        dest="pose_detector_threshold",
-        type=float,
-        default=s,
-        help="minimum person score (default: 0.5)",
-    )
-    run.add_argument(
-        "--no-flow-backward",
-        dest="flow_backward",
-        action="store_false",
-        default=s,
-        help="skip the backward flow (halves RAFT's work; no flow_inconsistent audit)",
-    )
+    for name, stage in REGISTRY.items():
+        add_stage_options(run.add_argument_group(f"{name} stage"), name, stage)
     run.add_argument(
         "--temporal",
         dest="temporal_mode",
@@ -267,6 +179,41 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
         default=s,
         help="scene cut: structural distance between consecutive frames, 0..1 "
         "(default: 0.15; README: Temporal consistency)",
+    )
+
+
+def add_stage_options(group, name: str, stage) -> None:
+    """A model stage's own flags (its `ModelStage.flags`), then those every model stage has."""
+    s = argparse.SUPPRESS
+    for flag in stage.flags:
+        group.add_argument(flag.flag, dest=f"{name}_{flag.key}", default=s, help=flag.help, **flag.argparse)
+    group.add_argument(
+        f"--{name}-batch-size", type=int, default=s, help="items per forward pass (default: small on CPU, large on GPU)"
+    )
+    group.add_argument(
+        f"--{name}-gpus", type=float, default=s, help="GPUs per actor; fractions share a GPU (default: see README)"
+    )
+    group.add_argument(
+        f"--{name}-pool-size",
+        type=int,
+        default=s,
+        help="actors (default: enough for every GPU; on CPU one running a call per core the stage can use)",
+    )
+    group.add_argument(
+        f"--{name}-precision", choices=stage.config.precisions, default=s, help=stage.config.precision_help
+    )
+    group.add_argument(
+        f"--{name}-compile",
+        action=argparse.BooleanOptionalAction,
+        default=s,
+        help="torch.compile the model: one compile per input size, at the actor's first batch of it "
+        "(default: off; README: Precision)",
+    )
+    group.add_argument(
+        f"--{name}-threads",
+        type=int,
+        default=s,
+        help="torch threads per CPU model replica (default: 1, more past 8 replicas per node)",
     )
 
 

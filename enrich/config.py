@@ -11,70 +11,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from enrich.errors import UsageError
 from enrich.ops.video import DECODERS  # both give the same frames, so the decoder is not in the hash
+from enrich.stages import REGISTRY, pipeline_order
+from enrich.stages.spec import StageConfig, check, positive
 
-DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
-DEFAULT_FLOW_MODEL = "raft_large"
-DEFAULT_POSE_MODEL = "usyd-community/vitpose-base-simple"
-DEFAULT_DETECTOR_MODEL = "PekingU/rtdetr_r50vd_coco_o365"
-# Model stages, in the order the pipeline runs them: flow first, so each frame's copy of its
-# successor (`next_frame`) leaves the object store before the other models see the frame.
-STAGES = ("flow", "depth", "pose")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-FLOW_PRECISIONS = ("auto", "fp32", "bf16")  # fp16 would overflow RAFT's correlation volume
+# Model stages, in the order the pipeline runs them (see `enrich.stages.pipeline_order`).
+STAGES = pipeline_order(REGISTRY)
 # Bumped whenever the way outputs are computed or stored changes, so old rows are redone.
 MANIFEST_VERSION = 3
 TEMPORAL_MODES = ("off", "align", "smooth")
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """Resources shared by every model stage. `None` means: detect from the cluster at launch."""
-
-    model: str = ""
-    batch_size: int | None = None  # items per forward pass; auto: per stage, small on CPU
-    gpus: float | None = None  # GPUs per actor (fractions share a GPU); auto: see `enrich.resources`
-    pool_size: int | None = None  # actors; auto: see `enrich.resources`
-    precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU (flow: fp32 weights, TF32 on CUDA)
-    threads: int | None = None  # torch threads per CPU model replica; auto: see `enrich.resources`
-    compile: bool = False  # torch.compile the model (one graph per input size; README: Precision)
-
-    def output_fields(self) -> dict[str, Any]:
-        """The fields that change what the stage writes (the rest only change speed)."""
-        # models: pinned ids; compile: the same model, within float noise (tests/stages/test_compile.py)
-        skip = {"model", "detector_model", "batch_size", "gpus", "pool_size", "threads", "compile"}
-        found = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-        # `auto` keeps fp32's hash: where it picks bf16 (CUDA, AMX CPUs) it stays within the tested
-        # tolerance of fp32 (tests/stages/test_precision.py), so a catalogue is not redone for it.
-        if found.get("precision") == "auto":
-            found["precision"] = "fp32"
-        return found
-
-
-@dataclass(frozen=True)
-class DepthConfig(StageConfig):
-    model: str = DEFAULT_DEPTH_MODEL  # hub id, local save_pretrained folder, s3:// prefix, or random:NAME
-
-
-@dataclass(frozen=True)
-class FlowConfig(StageConfig):
-    model: str = DEFAULT_FLOW_MODEL  # raft_large | raft_small [:PATH to a state dict, local or s3://] | random:ARCH
-    updates: int = 12  # RAFT refinement iterations (torchvision's default)
-    backward: bool = True  # also frame t+1 -> t, for the flow_inconsistent audit (doubles RAFT's work)
-
-
-@dataclass(frozen=True)
-class PoseConfig(StageConfig):
-    model: str = DEFAULT_POSE_MODEL  # ViTPose: hub id, local folder, s3:// prefix, or random:NAME
-    detector_model: str = DEFAULT_DETECTOR_MODEL  # RT-DETR person detector, same forms
-    detector_threshold: float = 0.5  # minimum person score
 
 
 @dataclass(frozen=True)
@@ -115,11 +67,19 @@ class RunConfig:
     force: bool = False  # redo every clip, even those already up to date
     retry_limit: int = 3  # a clip that failed this many times (same content and config) is left alone
     decoder: str = "decord"  # decord (decord indexes, PyAV decodes) | torchcodec (needs FFmpeg's libraries)
-    depth: DepthConfig = field(default_factory=DepthConfig)
-    flow: FlowConfig = field(default_factory=FlowConfig)
-    pose: PoseConfig = field(default_factory=PoseConfig)
+    # Every model stage's section, run or not (`cfg.depth`, `cfg.section("depth")`): see `enrich.stages`.
+    sections: Mapping[str, StageConfig] = field(default_factory=lambda: default_sections())
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+
+    def section(self, name: str) -> StageConfig:
+        return self.sections[name]
+
+    def __getattr__(self, name: str):  # cfg.depth, cfg.flow, ...: only called for names not found
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(name)
 
     def output_hash(self, model_ids: dict[str, str]) -> str:
         """Hash of everything that changes the rows written: sampling, stages, model identities."""
@@ -127,7 +87,7 @@ class RunConfig:
             "manifest_version": MANIFEST_VERSION,
             "fps": self.fps,
             "max_frames_per_clip": self.max_frames_per_clip,
-            "stages": {name: {"model": model_ids[name], **getattr(self, name).output_fields()} for name in self.stages},
+            "stages": {name: {"model": model_ids[name], **self.section(name).output_fields()} for name in self.stages},
             "temporal": dataclasses.asdict(self.temporal),
             "audit": dataclasses.asdict(self.audit),
         }
@@ -135,22 +95,26 @@ class RunConfig:
 
     def to_flat(self) -> dict[str, Any]:
         """The same keys a config file takes, so a saved config can be fed back with --config."""
-        flat = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECTIONS}
+        flat = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECTIONS and f.name != "sections"}
         flat["stages"] = ",".join(self.stages)
-        for section in SECTIONS:
-            for key, value in dataclasses.asdict(getattr(self, section)).items():
-                flat[f"{section}_{key}"] = value
+        for name in SECTIONS:
+            section = self.sections[name] if name in REGISTRY else getattr(self, name)
+            for key, value in dataclasses.asdict(section).items():
+                flat[f"{name}_{key}"] = value
         return flat
 
 
-SECTIONS = {
-    "depth": DepthConfig,
-    "flow": FlowConfig,
-    "pose": PoseConfig,
+def default_sections() -> dict[str, StageConfig]:
+    return {name: stage.config() for name, stage in REGISTRY.items()}
+
+
+# Config sections: each model stage's (from its package), then the run's own.
+SECTIONS: dict[str, type] = {
+    **{name: stage.config for name, stage in REGISTRY.items()},
     "temporal": TemporalConfig,
     "audit": AuditConfig,
 }
-TOP_KEYS = {f.name for f in fields(RunConfig)} - set(SECTIONS)
+TOP_KEYS = {f.name for f in fields(RunConfig)} - set(SECTIONS) - {"sections"}
 
 
 def known_keys() -> list[str]:
@@ -220,7 +184,8 @@ def build(values: dict[str, Any]) -> RunConfig:
             raise UsageError(f"missing {key.upper()}")
     if "stages" in top:
         top["stages"] = parse_stages(top["stages"])
-    cfg = RunConfig(**top, **sections)
+    stage_sections = {name: sections.pop(name) for name in REGISTRY}
+    cfg = RunConfig(**top, sections=stage_sections, **sections)
     validate(cfg)
     return cfg
 
@@ -232,70 +197,44 @@ def parse_stages(value: Any) -> tuple[str, ...]:
     unknown = [n for n in names if n not in STAGES]
     if unknown or not names:
         raise UsageError(f"--stages takes a comma-separated subset of {','.join(STAGES)}, got {value!r}")
-    return tuple(n for n in STAGES if n in names)
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise UsageError(message)
-
-
-def _positive(value: Any, name: str, kind: type) -> None:
-    if value is None:
-        return
-    _check(
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
-        f"{name} must be a finite number, got {value!r}",
-    )
-    if kind is int:
-        _check(float(value).is_integer(), f"{name} must be a whole number, got {value!r}")
-    _check(value > 0, f"{name} must be > 0, got {value!r}")
+    return pipeline_order(names)
 
 
 def validate(cfg: RunConfig) -> None:
-    _positive(cfg.fps, "--fps", float)
-    _positive(cfg.max_frames_per_clip, "--max-frames-per-clip", int)
-    _positive(cfg.retry_limit, "--retry-limit", int)
-    _check(cfg.decoder in DECODERS, f"--decoder must be one of {', '.join(DECODERS)}, got {cfg.decoder!r}")
+    positive(cfg.fps, "--fps", float)
+    positive(cfg.max_frames_per_clip, "--max-frames-per-clip", int)
+    positive(cfg.retry_limit, "--retry-limit", int)
+    check(cfg.decoder in DECODERS, f"--decoder must be one of {', '.join(DECODERS)}, got {cfg.decoder!r}")
     for name in STAGES:
-        section = getattr(cfg, name)
-        _check(isinstance(section.model, str) and bool(section.model.strip()), f"--{name}-model must not be empty")
+        section = cfg.section(name)
+        check(isinstance(section.model, str) and bool(section.model.strip()), f"--{name}-model must not be empty")
         for key in ("batch_size", "pool_size", "threads"):
-            _positive(getattr(section, key), f"--{name}-{key.replace('_', '-')}", int)
+            positive(getattr(section, key), f"--{name}-{key.replace('_', '-')}", int)
         if section.gpus is not None:
-            _check(
+            check(
                 isinstance(section.gpus, (int, float)) and section.gpus >= 0,
                 f"--{name}-gpus must be >= 0, got {section.gpus!r}",
             )
-        _check(isinstance(section.compile, bool), f"{name}_compile must be true or false, got {section.compile!r}")
-        _check(
-            section.precision in PRECISIONS,
-            f"--{name}-precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}",
+        check(isinstance(section.compile, bool), f"{name}_compile must be true or false, got {section.compile!r}")
+        check(
+            section.precision in section.precisions,
+            f"--{name}-precision must be one of {', '.join(section.precisions)}, got {section.precision!r}"
+            + section.precision_why,
         )
-    _positive(cfg.flow.updates, "--flow-updates", int)
-    _check(
-        cfg.flow.precision in FLOW_PRECISIONS,
-        "--flow-precision must be auto, fp32 or bf16 (fp16 would overflow RAFT's correlation volume)",
-    )
-    _check(
+        section.validate(name)
+    check(
         cfg.temporal.mode in TEMPORAL_MODES,
         f"--temporal must be one of {', '.join(TEMPORAL_MODES)}, got {cfg.temporal.mode!r}",
     )
-    _positive(cfg.temporal.sigma, "--temporal-sigma", float)
-    _check(isinstance(cfg.flow.backward, bool), f"flow_backward must be true or false, got {cfg.flow.backward!r}")
+    positive(cfg.temporal.sigma, "--temporal-sigma", float)
     for f in fields(AuditConfig):
         value = getattr(cfg.audit, f.name)
-        _check(
+        check(
             isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
             f"audit_{f.name} must be a number >= 0, got {value!r}",
         )
     c = cfg.temporal.cut_threshold
-    _check(
+    check(
         isinstance(c, (int, float)) and not isinstance(c, bool) and 0 < c <= 1,
         f"--cut-threshold must be in (0, 1], got {c!r}",
-    )
-    t = cfg.pose.detector_threshold
-    _check(
-        isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1,
-        f"--detector-threshold must be between 0 and 1, got {t!r}",
     )

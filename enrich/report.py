@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from enrich import storage
-from enrich.manifest.schema import FLAG_NAMES
+from enrich.manifest.schema import FLAG_NAMES, MODEL_COLUMNS
 from enrich.ops.visual import depth_rgb
 from enrich.query import datasets
 
@@ -118,9 +118,6 @@ def _pct(value: float | None) -> str:
 
 def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
-
-
-MODEL_COLUMNS = ("depth_model", "flow_model", "pose_model")
 
 
 def _provenance(ok: list[dict]) -> list[str]:

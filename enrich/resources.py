@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from enrich.config import StageConfig
 from enrich.errors import UsageError
 from enrich.runtime import ClusterShape
+from enrich.stages.spec import StageConfig
 
 MAX_CPU_REPLICAS_PER_NODE = 8  # concurrent calls per stage per node
 

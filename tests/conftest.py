@@ -61,7 +61,7 @@ def tiny_depth_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_raft(tmp_path_factory) -> Path:
     """A state dict of torchvision's raft_small with seeded random weights (the real architecture)."""
-    from enrich.ops.flow import build_random
+    from enrich.stages.flow.model import build_random
 
     path = tmp_path_factory.mktemp("tiny-raft") / "raft_small.pt"
     build_random("raft_small", str(path))
@@ -71,7 +71,7 @@ def tiny_raft(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_pose_models(tmp_path_factory) -> tuple[Path, Path]:
     """Tiny random ViTPose and RT-DETR (the real classes and processors), saved like checkpoints."""
-    from enrich.ops.pose import build_random_rtdetr, build_random_vitpose
+    from enrich.stages.pose.model import build_random_rtdetr, build_random_vitpose
 
     pose, detector = tmp_path_factory.mktemp("tiny-vitpose"), tmp_path_factory.mktemp("tiny-rtdetr")
     build_random_vitpose(str(pose), size="tiny")

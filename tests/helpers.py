@@ -15,7 +15,7 @@ def save_tiny_depth_anything(folder: Path, metric: bool = False, size: int = 70)
     import torch
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
-    from enrich.ops.depth import depth_anything_processor
+    from enrich.stages.depth.model import depth_anything_processor
 
     backbone = Dinov2Config(
         hidden_size=32,

@@ -11,14 +11,7 @@ import hashlib
 
 import pyarrow as pa
 
-KEYPOINT = pa.struct([("x", pa.float32()), ("y", pa.float32()), ("score", pa.float32())])
-PERSON = pa.struct(
-    [
-        ("bbox", pa.list_(pa.float32(), 4)),  # x, y, w, h in original-frame pixels
-        ("score", pa.float32()),  # detector score
-        ("keypoints", pa.list_(KEYPOINT)),  # 17, COCO order, original-frame pixels
-    ]
-)
+from enrich.stages import REGISTRY
 
 # Per-frame flags: True = depth here should not be trusted for that reason; null = not computed
 # (its stage did not run, or the frame has no predecessor / successor). README: Audits.
@@ -57,15 +50,9 @@ FRAMES = pa.schema(
         ("timestamp_s", pa.float64()),  # presentation time of the frame
         ("width", pa.int32()),
         ("height", pa.int32()),
-        ("depth_png", pa.binary()),  # single-channel 16-bit PNG, width x height
-        ("depth_kind", pa.string()),  # relative_disparity | metric_depth_m
-        ("depth_scale", pa.float64()),  # value = png * depth_scale + depth_offset; png 0 = no value
-        ("depth_offset", pa.float64()),
-        ("depth_model", pa.string()),  # model spec @ revision or content hash; null when depth did not run
-        ("flow_png", pa.binary()),  # KITTI: 16-bit RGB PNG, u v valid; flow = (png - 2**15) / 64; null: no next frame
-        ("flow_model", pa.string()),
-        ("pose", pa.list_(PERSON)),  # people found; [] when nobody
-        ("pose_model", pa.string()),  # ViTPose @ revision; detector RT-DETR @ revision
+        # Each model stage's columns (declared in its package: `enrich.stages.NAME.STAGE.columns`),
+        # then STAGE_model: its model spec @ revision or content hash; null when the stage did not run.
+        *(f for stage in REGISTRY.values() for f in (*stage.fields, (stage.model_column, pa.string()))),
         ("segment", pa.int32()),  # shot within the clip, from 0; a scene cut starts the next
         ("flags", FLAGS),
         ("audit", AUDIT),
@@ -100,9 +87,8 @@ CLIPS = pa.schema(
         ("duration_s", pa.float64()),
         ("width", pa.int32()),
         ("height", pa.int32()),
-        ("depth_model", pa.string()),
-        ("flow_model", pa.string()),
-        ("pose_model", pa.string()),
+        *((stage.model_column, pa.string()) for stage in REGISTRY.values()),
+        *(c.field for stage in REGISTRY.values() for c in stage.clip_columns),
         ("segments", pa.int64()),  # shots found (scene cuts + 1)
         ("flicker_before", pa.float64()),  # mean frame-to-frame depth disagreement, raw ...
         ("flicker_after", pa.float64()),  # ... and after temporal processing (fraction of depth range)
@@ -114,8 +100,10 @@ CLIPS = pa.schema(
 )
 
 
-MODEL_COLUMNS = ("depth_model", "flow_model", "pose_model")
-JSON_COLUMNS = ("pose", "flags", "audit")  # travel through Ray as JSON strings; typed by the writer
+MODEL_COLUMNS = tuple(stage.model_column for stage in REGISTRY.values())
+# These travel through Ray as JSON strings, typed by the writer; these are b"" for null.
+JSON_COLUMNS = (*(c.name for s in REGISTRY.values() for c in s.columns if c.json), "flags", "audit")
+EMPTY_IS_NULL = tuple(c.name for s in REGISTRY.values() for c in s.columns if c.empty_is_null)
 
 
 def clip_key(clip_id: str) -> str:

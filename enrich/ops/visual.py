@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from enrich.manifest.kinds import kind_of
 from enrich.ops.quantize import decode_png16, dequantize
 
 # Depth ramp (near = bright): anchors from black through purple, red and orange to pale yellow.
@@ -19,8 +20,7 @@ def depth_rgb(row: dict) -> np.ndarray | None:
     if row.get("depth_png") is None:
         return None
     values = dequantize(decode_png16(row["depth_png"]), row["depth_scale"], row["depth_offset"])
-    if row.get("depth_kind") == "metric_depth_m":
-        values = 1.0 / np.maximum(values, 1e-3)
+    values = kind_of(row.get("depth_kind")).to_disparity(values)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return np.zeros((*values.shape, 3), np.uint8)

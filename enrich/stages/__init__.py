@@ -1,18 +1,31 @@
 """Pipeline stages: decode -> one actor pool per model stage (+ its CPU encoder) -> write.
 
-A model stage is one module exporting `STAGE`, a `ModelStage` (see there for the other places a new
-stage touches); register it here and the pipeline and driver checks pick it up.
+A model stage is one package here (`depth/`, `flow/`, `pose/`) whose `STAGE` record
+(`enrich.stages.spec.ModelStage`) declares everything about it. Registering it is one name in
+`MODEL_STAGES`; its config section, flags, manifest columns and licence rows are derived from there.
+The CPU stages shared by every run are modules: `decode`, `audit`, `temporal`, `write`.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from enrich.stages.base import ModelStage
+from enrich.stages.spec import ModelStage
 
-MODEL_STAGES = {"depth": "enrich.stages.depth", "flow": "enrich.stages.flow", "pose": "enrich.stages.pose"}
+# In the manifest's column order. Each name is a package of `enrich.stages` exporting `STAGE`.
+MODEL_STAGES = ("depth", "flow", "pose")
+
+REGISTRY: dict[str, ModelStage] = {
+    name: importlib.import_module(f"enrich.stages.{name}").STAGE for name in MODEL_STAGES
+}
 
 
 def model_stage(name: str) -> ModelStage:
-    """Imported on demand: each stage module pulls in its own model library."""
-    return importlib.import_module(MODEL_STAGES[name]).STAGE
+    return REGISTRY[name]
+
+
+def pipeline_order(names) -> tuple[str, ...]:
+    """The order stages run in: those that read frame pairs first, so each frame's copy of its
+    successor (`next_frame`) leaves the object store before the other models see the frame."""
+    names = set(names)
+    return tuple(sorted((n for n in REGISTRY if n in names), key=lambda n: not REGISTRY[n].reads_pairs))

@@ -73,35 +73,6 @@ class Stage:
         return {k: v for k, v in out.items() if k not in self.drop}
 
 
-@dataclass(frozen=True)
-class ModelStage:
-    """A model stage as the pipeline sees it. Adding one: a module exporting one of these, a line in
-    `enrich.stages.MODEL_STAGES`, a config section (`enrich.config`), its model flag
-    (`enrich.cli.STAGE_MODEL_FLAGS`) and its manifest columns (`enrich.manifest.schema`).
-
-    The driver calls `resolve` (pin each model spec to a revision) and `check` (what can be checked
-    without loading the model: its config); the actor class gets `actor_kwargs` and loads the model,
-    checking its weights (`loading`); `encoder`, if any, is a CPU stage that turns the actor's raw
-    output into its stored form.
-    """
-
-    name: str
-    actor: type[Stage]
-    encoder: type[Stage] | None
-    resolve: Callable[[Any], dict[str, Any]]  # section config -> {role: ModelRef}
-    check: Callable[[dict[str, Any]], None]  # raises ValueError with one line; never loads the model
-    actor_kwargs: Callable[[Any, dict[str, Any]], dict[str, Any]]  # (section config, refs) -> kwargs
-    default_batch: dict[str, int]  # {"cpu": n, "gpu": n}
-    reads_pairs: bool = False  # needs each frame's successor (decode then emits `next_frame`)
-    # refs -> the attention kernel transformers picks, for `--verbose`'s stage line (imports torch)
-    attention: Callable[[dict[str, Any]], str] | None = None
-
-    @staticmethod
-    def identity(refs: dict[str, Any]) -> str:
-        """What rows record as the stage's model: every model it used, pinned."""
-        return "; ".join(ref.identity if role == "model" else f"{role} {ref.identity}" for role, ref in refs.items())
-
-
 def failed(value: object) -> bool:
     """Whether a row's `error` holds a reason. Ray may turn an all-null column into NaN floats."""
     return isinstance(value, str) and value != ""

@@ -19,6 +19,7 @@ import pyarrow as pa
 from PIL import Image
 
 from enrich.config import AuditConfig, TemporalConfig
+from enrich.manifest.kinds import kind_of
 from enrich.manifest.schema import AUDIT, FLAG_NAMES, FLAGS
 from enrich.ops import temporal as ops
 from enrich.ops.flowpng import storable
@@ -86,7 +87,7 @@ class FinishClip:
         columns: dict[str, pa.Array] = {}
         before = after = None
         if n and all(r["depth_small"] is not None for r in rows):
-            relative = all(r["depth_kind"] == "relative_disparity" for r in rows)
+            relative = all(kind_of(r["depth_kind"]).alignable for r in rows)
             shape = ops.small_shape(rows[0]["height"], rows[0]["width"])
             maps = [_unflatten(r["depth_small"], shape) for r in rows]
             flows = [None if r["flow_small"] is None else _unflatten(r["flow_small"], (*shape, 2)) for r in rows]

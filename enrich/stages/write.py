@@ -17,10 +17,9 @@ import pyarrow.parquet as pq
 
 from enrich import storage
 from enrich.manifest.commit import COMPRESSION
-from enrich.manifest.schema import JSON_COLUMNS, MODEL_COLUMNS, STAGED, clip_key
+from enrich.manifest.schema import EMPTY_IS_NULL, JSON_COLUMNS, MODEL_COLUMNS, STAGED, clip_key
 from enrich.stages.base import ERROR, Stage, failed
 
-NULL_IF_EMPTY = ("flow_png",)  # the encoders write b"" for "none" (see `enrich.stages.flow.EncodeFlow`)
 SMALL_COLUMNS = ("depth_small", "flow_small")  # see `enrich.stages.temporal.Summarize`
 SUMMARY_COLUMNS = (
     "clip_id",
@@ -91,7 +90,7 @@ class WriteParts(Stage):
                 columns[name] = [None] * len(rows)
             elif name in JSON_COLUMNS:
                 columns[name] = [None if batch[name][i] is None else json.loads(batch[name][i]) for i in rows]
-            elif name in NULL_IF_EMPTY:
+            elif name in EMPTY_IS_NULL:
                 columns[name] = [batch[name][i] or None for i in rows]
             elif name in SMALL_COLUMNS:  # float maps, flattened; empty = not computed
                 columns[name] = [batch[name][i].ravel() if batch[name][i].size else None for i in rows]

@@ -9,8 +9,9 @@ import decord
 import numpy as np
 import pytest
 
-from enrich.ops.flow import FlowEstimator
 from enrich.ops.flowpng import decode_flow_png
+from enrich.stages import REGISTRY
+from enrich.stages.flow.model import FlowEstimator
 from tests.e2e.conftest import decode_depth, read_table
 from tests.helpers import gradient_frames, write_video
 
@@ -122,6 +123,12 @@ def test_three_stages_in_one_pass_match_the_references(
     assert any(r["pose"] for r in rows), "the tiny detector is built to find people in real frames"
     saved = json.loads(next((out / "runs").glob("*/config.json")).read_text())
     assert set(saved["models"]) == {"depth", "flow", "pose"} and saved["config"]["stages"] == "flow,depth,pose"
+    # every column each stage declares (in its package) is written, with its declared type
+    table = read_table(out / "frames")
+    for stage in REGISTRY.values():
+        for column in stage.columns:
+            assert table.schema.field(column.name).type == column.type
+            assert table.column(column.name).null_count < table.num_rows, f"{column.name} is never written"
 
 
 def test_flow_pairs_span_decode_chunks_and_batches(run, tiny_depth_model, tiny_raft, fixtures_dir, tmp_path):

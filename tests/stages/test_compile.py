@@ -29,7 +29,7 @@ def test_compiled_depth_matches_eager_and_compiles_once_per_shape(fixtures_dir):
     import av
     from torch._dynamo.utils import counters
 
-    from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator
+    from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator
 
     with av.open(str(fixtures_dir / "tokyo_walk.mp4")) as container:
         decoded = container.decode(video=0)
@@ -55,8 +55,8 @@ def test_compiled_depth_matches_eager_and_compiles_once_per_shape(fixtures_dir):
 def test_compiled_raft_and_vitpose_match_eager(fixtures_dir, tmp_path):
     import av
 
-    from enrich.ops.flow import FlowEstimator, build_random
-    from enrich.ops.pose import PoseEstimator, build_random_rtdetr, build_random_vitpose
+    from enrich.stages.flow.model import FlowEstimator, build_random
+    from enrich.stages.pose.model import PoseEstimator, build_random_rtdetr, build_random_vitpose
 
     with av.open(str(fixtures_dir / "tokyo_walk.mp4")) as container:
         decoded = container.decode(video=0)

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from enrich.models import ModelRef
-from enrich.ops.depth import DepthEstimator
 from enrich.stages.depth import Depth
+from enrich.stages.depth.model import DepthEstimator
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
 
-from enrich.ops.flow import FlowEstimator, build_random, load_raft
+from enrich.stages.flow.model import FlowEstimator, build_random, load_raft
 
 UPDATES = 7  # not the default 12, so an ignored num_updates shows up
 

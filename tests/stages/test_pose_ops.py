@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from enrich.ops.pose import PoseEstimator, build_random_rtdetr, build_random_vitpose
+from enrich.stages.pose.model import PoseEstimator, build_random_rtdetr, build_random_vitpose
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def assert_matches(people: list[dict], expected) -> None:
 def test_person_crops_on_the_device_equal_the_processors(models, frames):
     """The crops enrich takes in torch (on the model's device) against the ViTPose processor's scipy
     warp, on detected boxes and on boxes across every edge of the frame."""
-    from enrich.ops.pose import person_crops
+    from enrich.stages.pose.model import person_crops
 
     estimator = PoseEstimator(*models, threshold=0.1)  # many boxes
     level = estimator.pose_processor.rescale_factor / min(estimator.pose_processor.image_std)

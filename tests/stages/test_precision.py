@@ -45,7 +45,7 @@ def test_auto_is_bf16_on_cuda_and_on_amx_cpus_and_explicit_precisions_are_honour
 
 
 def test_depth_bf16_is_within_tolerance_of_fp32(street, cache_dir):
-    from enrich.ops.depth import RANDOM_BUILDERS, DepthEstimator
+    from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator
 
     ref = ModelRef("random:depth-anything-v2-small", "random", "depth-anything-v2-small", "seed0")
     folder = materialize(ref, RANDOM_BUILDERS)
@@ -60,7 +60,7 @@ def test_depth_bf16_is_within_tolerance_of_fp32(street, cache_dir):
 
 
 def test_flow_bf16_autocast_is_within_tolerance_of_fp32(street, tmp_path):
-    from enrich.ops.flow import FlowEstimator, build_random
+    from enrich.stages.flow.model import FlowEstimator, build_random
 
     path = str(tmp_path / "raft_small.pt")
     build_random("raft_small", path)
@@ -74,7 +74,7 @@ def test_flow_bf16_autocast_is_within_tolerance_of_fp32(street, tmp_path):
 
 
 def test_pose_bf16_is_within_tolerance_of_fp32(street, tmp_path):
-    from enrich.ops.pose import PoseEstimator, build_random_rtdetr, build_random_vitpose
+    from enrich.stages.pose.model import PoseEstimator, build_random_rtdetr, build_random_vitpose
 
     build_random_vitpose(str(tmp_path / "vitpose"), "tiny")
     build_random_rtdetr(str(tmp_path / "rtdetr"), "tiny")

@@ -1,7 +1,8 @@
 import pytest
 
-from enrich.config import DEFAULT_DEPTH_MODEL, build, load_file
+from enrich.config import build, load_file
 from enrich.errors import UsageError
+from enrich.stages.depth import DEFAULT_MODEL as DEFAULT_DEPTH_MODEL
 
 
 def test_defaults():
@@ -34,7 +35,7 @@ def test_toml_and_flags_override(tmp_path):
         ({"fps": 0}, "--fps must be > 0"),
         ({"max_frames_per_clip": 1.5}, "whole number"),
         ({"depth_precision": "fp8"}, "--depth-precision must be one of"),
-        ({"stages": ["flow"], "flow_precision": "fp16"}, "--flow-precision must be auto, fp32 or bf16"),
+        ({"stages": ["flow"], "flow_precision": "fp16"}, "--flow-precision must be one of auto, fp32, bf16.*overflow"),
         ({"depth_gpus": -1}, "--depth-gpus must be >= 0"),
         ({"depth_batch_size": "x"}, "must be a finite number"),
         ({"fps": float("inf")}, "--fps must be a finite number"),

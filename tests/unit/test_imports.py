@@ -10,6 +10,8 @@ LIGHT = [
     "enrich.stages.depth",
     "enrich.stages.flow",
     "enrich.stages.pose",
+    "enrich.config",
+    "enrich.manifest.schema",
     "enrich.stages.write",
 ]
 
@@ -24,7 +26,8 @@ def test_stage_module_does_not_import_torch(module):
 # The driver's work on the smoke models of depth and pose, in a fresh interpreter; `{work}` is
 # `stage.resolve(cfg)` or `stage.check(stage.resolve(cfg))`. Prints whether torch and transformers got imported.
 DRIVER_WORK = (
-    "import sys; from enrich.stages import model_stage; from enrich.config import DepthConfig, PoseConfig\n"
+    "import sys; from enrich.stages import model_stage\n"
+    "from enrich.stages.depth import DepthConfig; from enrich.stages.pose import PoseConfig\n"
     "for name, cfg in [('depth', DepthConfig(model='random:depth-anything-v2-small')),\n"
     "                  ('pose', PoseConfig(model='random:vitpose-tiny', detector_model='random:rtdetr-tiny'))]:\n"
     "    stage = model_stage(name); {work}\n"
@@ -41,18 +44,20 @@ def test_resolving_a_smoke_model_does_not_import_torch_and_names_what_ops_build(
     """The driver resolves specs before anything starts; the names must match the builders."""
     assert driver_imports("stage.resolve(cfg)").split()[0] == "False"
 
-    from enrich.ops import depth, pose
-    from enrich.stages import depth as depth_stage
-    from enrich.stages import pose as pose_stage
+    from enrich.stages.depth import actor as depth_actor
+    from enrich.stages.depth import model as depth
+    from enrich.stages.pose import actor as pose_actor
+    from enrich.stages.pose import model as pose
 
-    assert set(depth_stage.RANDOM_MODELS) == set(depth.RANDOM_BUILDERS)
-    assert set(pose_stage.RANDOM_MODELS) == set(pose.RANDOM_BUILDERS)
+    assert set(depth_actor.RANDOM_MODELS) == set(depth.RANDOM_BUILDERS)
+    assert set(pose_actor.RANDOM_MODELS) == set(pose.RANDOM_BUILDERS)
 
 
 def test_checking_a_model_on_the_driver_does_not_import_torch():
     """The driver checks configs only; the weights are checked where they load, in the actors."""
-    from enrich.config import DepthConfig, PoseConfig
     from enrich.stages import model_stage
+    from enrich.stages.depth import DepthConfig
+    from enrich.stages.pose import PoseConfig
 
     configs = {
         "depth": DepthConfig(model="random:depth-anything-v2-small"),

@@ -8,20 +8,19 @@ import pytest
 
 from enrich import licences
 from enrich.cli import main
-from enrich.config import (
-    DEFAULT_DEPTH_MODEL,
-    DEFAULT_DETECTOR_MODEL,
-    DEFAULT_FLOW_MODEL,
-    DEFAULT_POSE_MODEL,
-    DepthConfig,
-    FlowConfig,
-    PoseConfig,
-    build,
-)
+from enrich.config import build
 from enrich.models import ModelRef
 from enrich.pipeline import Prepared, _config_record
 from enrich.plan import make_plan
-from enrich.stages import depth, flow, model_stage, pose
+from enrich.stages import model_stage
+from enrich.stages.depth import DEFAULT_MODEL as DEFAULT_DEPTH_MODEL
+from enrich.stages.depth import DepthConfig
+from enrich.stages.depth.actor import RANDOM_MODELS as DEPTH_SMOKE
+from enrich.stages.flow import ARCHS, FlowConfig
+from enrich.stages.flow import DEFAULT_MODEL as DEFAULT_FLOW_MODEL
+from enrich.stages.pose import DEFAULT_DETECTOR_MODEL, PoseConfig
+from enrich.stages.pose import DEFAULT_MODEL as DEFAULT_POSE_MODEL
+from enrich.stages.pose.actor import RANDOM_MODELS as POSE_SMOKE
 
 
 def prepared(depth_spec: str) -> Prepared:
@@ -85,7 +84,7 @@ def test_models_command_lists_the_forms_for_own_weights(capsys):
         assert rows[stage, "PATH | s3://PREFIX"][1].startswith("local path forms")
 
 
-STAGE_SMOKE_MODELS = {"depth": depth.RANDOM_MODELS, "flow": flow.ARCHS, "pose": pose.RANDOM_MODELS}
+STAGE_SMOKE_MODELS = {"depth": DEPTH_SMOKE, "flow": ARCHS, "pose": POSE_SMOKE}
 
 
 def test_models_command_lists_every_smoke_model_of_each_stage(capsys):

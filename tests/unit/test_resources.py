@@ -6,10 +6,12 @@ import sys
 
 import pytest
 
-from enrich.config import DepthConfig, FlowConfig, PoseConfig
 from enrich.errors import UsageError
 from enrich.resources import size_actors
 from enrich.runtime import ClusterShape
+from enrich.stages.depth import DepthConfig
+from enrich.stages.flow import FlowConfig
+from enrich.stages.pose import PoseConfig
 
 BATCH = {"cpu": 1, "gpu": 4}
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from enrich.models import ModelRef, materialize, resolve
-from enrich.ops.checkpoints import attention, expect_model_type
+from enrich.models import ModelRef, materialize
 from enrich.ops.quantize import dequantize, encode_png16
 from enrich.stages.base import (
     ERROR,
-    ModelStage,
     Stage,
     column,
     lazy_builders,
@@ -24,21 +22,16 @@ from enrich.stages.base import (
     use_threads,
 )
 
-# Frames per forward pass when not configured. On CPU a batch is slower per frame than single
-# frames (measured 1.65-1.78 s vs 1.89-1.93 s per 480p frame, ViT-S, 2 cores); GPUs want batches.
-DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 16}
-
-
-# The smoke models `enrich.ops.depth` builds (real architectures, random weights), named here so
+# The smoke models `model.py` builds (real architectures, random weights), named here so
 # that resolving a spec on the driver does not import torch.
 RANDOM_MODELS = ("depth-anything-v2-small", "depth-anything-v2-base", "depth-anything-v2-large")
 
 
 def _ops():
     """The model code, imported only where a model runs: the encoder's workers skip torch (~3 s)."""
-    from enrich.ops import depth
+    from enrich.stages.depth import model
 
-    return depth
+    return model
 
 
 RANDOM_BUILDERS = lazy_builders(RANDOM_MODELS, _ops)
@@ -105,25 +98,3 @@ class EncodeDepth(Stage):
         for i in ok_rows(batch):
             pngs[i] = encode_png16(batch["depth_codes"][i])
         return {**batch, "depth_png": pngs}
-
-
-def _check(refs: dict[str, ModelRef]) -> None:
-    expect_model_type(materialize(refs["model"], RANDOM_BUILDERS), "depth_anything", "depth model")
-
-
-def _attention(refs: dict[str, ModelRef]) -> str:
-    from transformers import AutoModelForDepthEstimation
-
-    return f"attention {attention(AutoModelForDepthEstimation, materialize(refs['model'], RANDOM_BUILDERS))}"
-
-
-STAGE = ModelStage(
-    name="depth",
-    actor=Depth,
-    encoder=EncodeDepth,
-    resolve=lambda cfg: {"model": resolve(cfg.model, RANDOM_MODELS)},
-    check=_check,
-    attention=_attention,
-    actor_kwargs=lambda cfg, refs: dict(model=refs["model"], precision=cfg.precision, compile=cfg.compile),
-    default_batch=DEFAULT_BATCH_SIZE,
-)

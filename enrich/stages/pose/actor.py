@@ -1,7 +1,7 @@
 """Pose: a pool of actors each holding an RT-DETR person detector and a ViTPose model (top-down).
 
 Each frame's people travel as JSON to the writer, which stores them as a nested Parquet column
-(see `enrich.manifest.schema.PERSON`): nested values of varying length do not survive Ray's
+(see `enrich.stages.pose.PERSON`): nested values of varying length do not survive Ray's
 numpy batches reliably, while a string does.
 """
 
@@ -11,11 +11,10 @@ import json
 
 import numpy as np
 
-from enrich.models import ModelRef, materialize, resolve
+from enrich.models import ModelRef, materialize
 from enrich.ops.checkpoints import attention, detector_person, expect_model_type
 from enrich.stages.base import (
     ERROR,
-    ModelStage,
     PerThread,
     Stage,
     lazy_builders,
@@ -25,18 +24,15 @@ from enrich.stages.base import (
     use_threads,
 )
 
-DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 8}
-
-
-# The smoke models `enrich.ops.pose` builds, named here so that resolving does not import torch.
+# The smoke models `model.py` builds, named here so that resolving does not import torch.
 RANDOM_MODELS = ("vitpose-tiny", "vitpose-base", "rtdetr-tiny", "rtdetr-r50")
 
 
 def _ops():
     """The model code, imported only where a model runs (torch takes ~3 s to import)."""
-    from enrich.ops import pose
+    from enrich.stages.pose import model
 
-    return pose
+    return model
 
 
 RANDOM_BUILDERS = lazy_builders(RANDOM_MODELS, _ops)
@@ -77,35 +73,14 @@ class Pose(Stage):
         return {**batch, "pose": pose, ERROR: failures}
 
 
-def _check(refs: dict[str, ModelRef]) -> None:
+def check_models(refs: dict[str, ModelRef]) -> None:
     expect_model_type(materialize(refs["model"], RANDOM_BUILDERS), "vitpose", "pose model")
     detector_person(materialize(refs["detector"], RANDOM_BUILDERS))
 
 
-def _attention(refs: dict[str, ModelRef]) -> str:
+def attention_of(refs: dict[str, ModelRef]) -> str:
     from transformers import RTDetrForObjectDetection, VitPoseForPoseEstimation
 
     pose, detector = (materialize(refs[role], RANDOM_BUILDERS) for role in ("model", "detector"))
     kernels = attention(VitPoseForPoseEstimation, pose), attention(RTDetrForObjectDetection, detector)
     return "attention ViTPose {}, RT-DETR {}".format(*kernels)
-
-
-STAGE = ModelStage(
-    name="pose",
-    actor=Pose,
-    encoder=None,
-    resolve=lambda cfg: {
-        "model": resolve(cfg.model, RANDOM_MODELS),
-        "detector": resolve(cfg.detector_model, RANDOM_MODELS),
-    },
-    check=_check,
-    attention=_attention,
-    actor_kwargs=lambda cfg, refs: dict(
-        model=refs["model"],
-        detector=refs["detector"],
-        threshold=cfg.detector_threshold,
-        precision=cfg.precision,
-        compile=cfg.compile,
-    ),
-    default_batch=DEFAULT_BATCH_SIZE,
-)

@@ -16,7 +16,6 @@ from enrich.models import ModelRef, materialize, resolve_file
 from enrich.ops.flowpng import encode_flow_png
 from enrich.stages.base import (
     ERROR,
-    ModelStage,
     PerThread,
     Stage,
     column,
@@ -26,17 +25,15 @@ from enrich.stages.base import (
     use_threads,
 )
 
-# RAFT's correlation volume grows as (H*W/64)^2 per pair: about 5.7 GB at 1080p in fp32.
-DEFAULT_BATCH_SIZE = {"cpu": 1, "gpu": 2}
 WEIGHTS_FILE = "weights.pt"  # inside a random smoke model's cache folder
 ARCHS = ("raft_large", "raft_small")
 
 
 def _ops():
     """The model code, imported only where a model runs: the encoder's workers skip torch (~3 s)."""
-    from enrich.ops import flow
+    from enrich.stages.flow import model
 
-    return flow
+    return model
 
 
 RANDOM_BUILDERS = {
@@ -139,7 +136,7 @@ class EncodeFlow(Stage):
         return {**batch, "flow_png": pngs}
 
 
-def _check(refs: dict[str, ModelRef]) -> None:
+def check_weights(refs: dict[str, ModelRef]) -> None:
     """The weights of a state dict are checked where they load (the actors); torchvision's published
     ones are fetched here, once, rather than by every actor at once."""
     arch, weights = arch_and_weights(refs["model"])
@@ -151,17 +148,3 @@ def _check(refs: dict[str, ModelRef]) -> None:
                 f"cannot fetch torchvision's {arch} weights ({type(exc).__name__}); "
                 f"pass {arch}:PATH to a state dict (local or s3://)"
             ) from None
-
-
-STAGE = ModelStage(
-    name="flow",
-    actor=Flow,
-    encoder=EncodeFlow,
-    resolve=lambda cfg: {"model": resolve_flow(cfg.model)},
-    check=_check,
-    actor_kwargs=lambda cfg, refs: dict(
-        model=refs["model"], updates=cfg.updates, backward=cfg.backward, precision=cfg.precision, compile=cfg.compile
-    ),
-    default_batch=DEFAULT_BATCH_SIZE,
-    reads_pairs=True,
-)

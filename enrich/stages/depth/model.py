@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from enrich.manifest.kinds import DepthKind
 from enrich.ops.checkpoints import expect_model_type
 from enrich.ops.common import (
     compile_model,
@@ -25,7 +26,8 @@ from enrich.ops.common import (
 )
 from enrich.ops.quantize import quantize_batch
 
-DEPTH_KINDS = {"relative": "relative_disparity", "metric": "metric_depth_m"}
+# transformers' `depth_estimation_type` -> what the model's output is.
+DEPTH_KINDS = {"relative": DepthKind.RELATIVE_DISPARITY, "metric": DepthKind.METRIC_DEPTH_M}
 
 # Real Depth Anything V2 architectures (as in the published configs), for random-weight smoke runs.
 _ARCHITECTURES = {

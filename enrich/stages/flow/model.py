@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from enrich.config import FLOW_PRECISIONS
 from enrich.ops.common import compile_model, map_same_size, pad_batch, pick_device
+from enrich.stages.flow import FlowConfig
 
 # Features are at 1/8 resolution and the correlation pyramid halves them 3 more times (4 levels);
 # torchvision's CorrBlock needs >= 2 cells at the coarsest level, i.e. feature maps of >= 16.
@@ -107,8 +107,8 @@ class FlowEstimator:
         on CUDA lets float32 matmuls and convolutions use TF32 (a process-wide setting: each model
         actor is its own process); `fp32` is strict fp32. `compile`: see `enrich.ops.common.compile_model`
         (batches padded up to at most `batch_size`, the stage's)."""
-        if precision not in FLOW_PRECISIONS:
-            raise ValueError(f"RAFT precision must be one of {', '.join(FLOW_PRECISIONS)}, got {precision!r}")
+        if precision not in FlowConfig.precisions:
+            raise ValueError(f"RAFT precision must be one of {', '.join(FlowConfig.precisions)}, got {precision!r}")
         _, weights_enum = _arch(arch)
         self.device = device or pick_device()
         self.num_updates = num_updates
