@@ -202,3 +202,24 @@ def stage_clip(staging: Path, clip_id: str, frames: list[dict], part_size: int =
             if "depth_png" in frames[i]:
                 batch["depth_png"][j] = frames[i]["depth_png"]
         writer(batch)
+
+
+def assert_batched_equals_one_by_one(predict, items, compare, sizes=(2, 3)) -> list:
+    """The checker every batched model op gets (as torchvision checks its kernels): `predict(items)`
+    gives each item what `predict([item])` gives it alone, for the whole list and for sub-batches of
+    each of `sizes`, and leaves its inputs as they were. `compare(got, alone)` asserts one item's
+    results equal (within the op's float tolerance). Returns the results of items one by one."""
+    before = [np.array(item, copy=True) if isinstance(item, np.ndarray) else item for item in items]
+    alone = [predict([item])[0] for item in items]
+    batches = [list(range(len(items)))] + [
+        list(range(start, min(start + size, len(items)))) for size in sizes for start in range(0, len(items), size)
+    ]
+    for batch in batches:
+        got = predict([items[i] for i in batch])
+        assert len(got) == len(batch)
+        for i, result in zip(batch, got, strict=True):
+            compare(result, alone[i])
+    for item, copy in zip(items, before, strict=True):
+        if isinstance(item, np.ndarray):
+            np.testing.assert_array_equal(item, copy, err_msg="the op changed its input")
+    return alone

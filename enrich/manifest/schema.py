@@ -101,7 +101,7 @@ CLIPS = pa.schema(
 
 
 MODEL_COLUMNS = tuple(stage.model_column for stage in REGISTRY.values())
-# These travel through Ray as JSON strings, typed by the writer; these are b"" for null.
+# These travel through Ray as JSON strings, typed by the writer; these are b"" or NaN for null.
 JSON_COLUMNS = (*(c.name for s in REGISTRY.values() for c in s.columns if c.json), "flags", "audit")
 EMPTY_IS_NULL = tuple(c.name for s in REGISTRY.values() for c in s.columns if c.empty_is_null)
 

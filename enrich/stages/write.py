@@ -36,6 +36,10 @@ SUMMARY_COLUMNS = (
 )
 
 
+def _empty(value) -> bool:
+    return value is None or (isinstance(value, bytes) and not value) or (isinstance(value, float) and value != value)
+
+
 class WriteParts(Stage):
     name = "write"
     inputs = tuple(c for c in STAGED.names if c not in (*MODEL_COLUMNS, "run_id", "config_hash")) + (
@@ -90,8 +94,8 @@ class WriteParts(Stage):
                 columns[name] = [None] * len(rows)
             elif name in JSON_COLUMNS:
                 columns[name] = [None if batch[name][i] is None else json.loads(batch[name][i]) for i in rows]
-            elif name in EMPTY_IS_NULL:
-                columns[name] = [batch[name][i] or None for i in rows]
+            elif name in EMPTY_IS_NULL:  # b"" or NaN
+                columns[name] = [None if _empty(batch[name][i]) else batch[name][i] for i in rows]
             elif name in SMALL_COLUMNS:  # float maps, flattened; empty = not computed
                 columns[name] = [batch[name][i].ravel() if batch[name][i].size else None for i in rows]
             else:

@@ -45,11 +45,13 @@ def test_resolving_a_smoke_model_does_not_import_torch_and_names_what_ops_build(
     assert driver_imports("stage.resolve(cfg)").split()[0] == "False"
 
     from enrich.stages.depth import actor as depth_actor
+    from enrich.stages.depth import da3
     from enrich.stages.depth import model as depth
     from enrich.stages.pose import actor as pose_actor
     from enrich.stages.pose import model as pose
 
-    assert set(depth_actor.RANDOM_MODELS) == set(depth.RANDOM_BUILDERS)
+    assert set(depth_actor.V2_RANDOM_MODELS) == set(depth.RANDOM_BUILDERS)
+    assert set(depth_actor.DA3_RANDOM_MODELS) == set(da3.RANDOM_BUILDERS)
     assert set(pose_actor.RANDOM_MODELS) == set(pose.RANDOM_BUILDERS)
 
 

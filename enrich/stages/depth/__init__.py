@@ -1,7 +1,9 @@
-"""Depth: Depth Anything V1 and V2 (relative and metric) through transformers, as one stage.
+"""Depth: Depth Anything V1 and V2 (relative and metric) and Depth Anything 3, as one stage.
 
-  actor.py   the actor holding a checkpoint, and the CPU encoder storing each map as a 16-bit PNG
-  model.py   the model code (torch, transformers): load, preprocess, predict, quantise on device
+  actor.py         the actor holding a checkpoint, and the CPU encoder storing each map as a 16-bit PNG
+  model.py         V1/V2 through transformers (torch): preprocess, predict, quantise on the device
+  da3.py           Depth Anything 3 through the depth-anything-3 package's network (torch)
+  da3_presets.py   the DA3 presets enrich runs (light: the driver checks checkpoints with it)
 
 This module declares the stage (`STAGE`): its config section, checkpoints, flags and columns.
 """
@@ -14,8 +16,16 @@ import pyarrow as pa
 
 from enrich.licences import OWN_LICENCE, KnownModel
 from enrich.models import ModelRef, materialize, resolve
-from enrich.ops.checkpoints import attention, expect_model_type
-from enrich.stages.depth.actor import DEPTH_COLUMNS, RANDOM_BUILDERS, RANDOM_MODELS, Depth, EncodeDepth, depth_map
+from enrich.ops.checkpoints import attention
+from enrich.stages.depth.actor import (
+    DEPTH_COLUMNS,
+    RANDOM_BUILDERS,
+    RANDOM_MODELS,
+    Depth,
+    EncodeDepth,
+    backend_of,
+    depth_map,
+)
 from enrich.stages.spec import Column, Flag, ModelStage, StageConfig, smoke
 
 __all__ = ["DEPTH_COLUMNS", "STAGE", "DepthConfig", "depth_map"]
@@ -34,6 +44,7 @@ class DepthConfig(StageConfig):
 _DA = "depth-anything/Depth-Anything-V2"
 _INDOOR = "V2 metric, indoor: Hypersim, 0-20 m"
 _OUTDOOR = "V2 metric, outdoor: Virtual KITTI 2, 0-80 m"
+_DA3 = "DA3 any-view: relative depth, confidence, intrinsics"
 CHECKPOINTS = (
     # Depth Anything V2 (relative): Small is Apache-2.0, Base and Large CC-BY-NC-4.0 (the upstream
     # repository's LICENSE section and the transformers model doc).
@@ -53,24 +64,47 @@ CHECKPOINTS = (
     KnownModel("depth", "LiheYoung/depth-anything-small-hf", "Apache-2.0", "V1 relative"),
     KnownModel("depth", "LiheYoung/depth-anything-base-hf", "Apache-2.0", "V1 relative"),
     KnownModel("depth", "LiheYoung/depth-anything-large-hf", "Apache-2.0", "V1 relative"),
+    # Depth Anything 3 (depth-anything-3 package, installed apart: README): Small, Base and Mono-Large
+    # are Apache-2.0, Large and Giant CC-BY-NC-4.0 (the upstream repository's model table).
+    KnownModel("depth", "depth-anything/DA3-SMALL", "Apache-2.0", _DA3),
+    KnownModel("depth", "depth-anything/DA3-BASE", "Apache-2.0", _DA3),
+    KnownModel("depth", "depth-anything/DA3-LARGE", "CC-BY-NC-4.0", _DA3),
+    KnownModel("depth", "depth-anything/DA3-GIANT", "CC-BY-NC-4.0", _DA3),
+    KnownModel("depth", "depth-anything/DA3MONO-LARGE", "Apache-2.0", "DA3 monocular: relative depth"),
 )
 
+INTRINSICS = pa.struct([(name, pa.float32()) for name in ("fx", "fy", "cx", "cy")])
 COLUMNS = (
     Column("depth_png", pa.binary(), "single-channel 16-bit PNG, width x height"),
     Column("depth_kind", pa.string(), "what the values are: enrich.manifest.kinds.DepthKind"),
     Column("depth_scale", pa.float64(), "value = png * depth_scale + depth_offset; png 0 = no value"),
     Column("depth_offset", pa.float64(), "see depth_scale"),
+    Column(
+        "depth_confidence",
+        pa.float32(),
+        "median of the model's confidence map (Depth Anything 3 any-view; null for the others)",
+        empty_is_null=True,
+    ),
+    Column(
+        "intrinsics",
+        INTRINSICS,
+        "the camera's fx, fy, cx, cy in the frame's pixels, as the model estimates them (DA3 any-view)",
+        json=True,
+    ),
 )
 
 
 def _check(refs: dict[str, ModelRef]) -> None:
-    expect_model_type(materialize(refs["model"], RANDOM_BUILDERS), "depth_anything", "depth model")
+    backend_of(materialize(refs["model"], RANDOM_BUILDERS))
 
 
 def _attention(refs: dict[str, ModelRef]) -> str:
+    folder = materialize(refs["model"], RANDOM_BUILDERS)
+    if backend_of(folder) == "da3":
+        return "attention: the depth-anything-3 package's own"
     from transformers import AutoModelForDepthEstimation
 
-    return f"attention {attention(AutoModelForDepthEstimation, materialize(refs['model'], RANDOM_BUILDERS))}"
+    return f"attention {attention(AutoModelForDepthEstimation, folder)}"
 
 
 STAGE = ModelStage(
@@ -95,8 +129,9 @@ STAGE = ModelStage(
         Flag(
             "--depth-model",
             "model",
-            "Depth Anything: a hub id, a local save_pretrained folder or an s3:// prefix; "
-            f"random:depth-anything-v2-small for smoke runs (default: {DEFAULT_MODEL})",
+            "Depth Anything V1/V2 or 3: a hub id, a local folder (save_pretrained, or DA3's hub layout) or "
+            "an s3:// prefix; random:depth-anything-v2-small or random:da3-small for smoke runs "
+            f"(default: {DEFAULT_MODEL})",
         ),
     ),
 )
