@@ -31,7 +31,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="enrich", description="Depth, optical flow and pose for monocular video catalogues, on Ray.")
+    parser = _Parser(
+        prog="enrich", description="Depth, optical flow, pose and captions for monocular video catalogues, on Ray."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser(
         "run",
@@ -222,7 +224,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     for line in table():
         print(line)
-    print("CC-BY-NC-4.0 checkpoints are for non-commercial use only; runs that use one say so.")
+    from enrich.licences import NON_COMMERCIAL
+
+    print(f"{' and '.join(NON_COMMERCIAL)} checkpoints are for non-commercial use only; runs that use one say so.")
     print("Other hub ids of the same architectures are accepted too: check their model cards.")
     return errors.EXIT_OK
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-NON_COMMERCIAL = ("CC-BY-NC-4.0",)
+NON_COMMERCIAL = ("CC-BY-NC-4.0", "Qwen-Research")
 SMOKE_LICENCE = "n/a"  # seeded random weights built on the node: no published weights involved
 SMOKE_NOTE = "smoke model: random weights, for tests"
 OWN_LICENCE = "see source"  # the user's own weights: their licence is wherever they came from

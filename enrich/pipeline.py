@@ -219,12 +219,13 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     sizing = _sizing(cfg, stages, shape)
     cpus = task_cpus(sizing, shape)
     pairs = any(s.reads_pairs for s in stages.values())
+    windows = next((s.windows(cfg.section(n)) for n, s in stages.items() if s.windows), None)
     # A decoder that crashes its worker is retried twice, then its clip is reported failed
     # (Ray's default is to retry forever). This also keeps decoding out of the model actors.
     plans = [
         StagePlan(
             Decode,
-            dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs, decoder=cfg.decoder),
+            dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs, decoder=cfg.decoder, windows=windows),
             num_cpus=cpus,
             batch_size=1,
             remote_args={"max_retries": 2},

@@ -6,6 +6,8 @@ footage is sampled evenly in time: with `fps=2`, the first frame of every half-s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -31,3 +33,36 @@ def sample_indices(timestamps: np.ndarray, fps: float | None, max_frames: int | 
     if max_frames is not None:
         indices = indices[:max_frames]
     return indices
+
+
+@dataclass(frozen=True)
+class Window:
+    """A caption window: the sampled frame it is stored on, its span, and the frames that show it."""
+
+    row: int  # position among the sampled frames: the window's first sampled frame carries it
+    start_s: float
+    end_s: float
+    frames: np.ndarray  # int64 [k], indices in the stream, sorted
+
+
+def windows(timestamps: np.ndarray, sampled: np.ndarray, seconds: float, k: int, end_s: float) -> list[Window]:
+    """The windows of `seconds` (from the clip's first frame) that hold a sampled frame, each with
+    the frames nearest to k evenly spaced times within it (all of them when it has k or fewer).
+    The last window ends at `end_s` (the clip's duration) if that comes first."""
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    if not len(sampled):
+        return []
+    t0 = timestamps[0]
+    ids = np.floor((timestamps[sampled] - t0) / seconds + 1e-9).astype(np.int64)
+    found = []
+    for row in np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]):
+        start = t0 + ids[row] * seconds
+        end = max(min(start + seconds, end_s), timestamps[sampled[row]] + 1e-6)
+        inside = np.flatnonzero((timestamps >= start - 1e-9) & (timestamps < end))
+        if len(inside) <= k:  # a window with k frames or fewer: all of them
+            picked = inside
+        else:
+            targets = start + (np.arange(k) + 0.5) * (end - start) / k
+            picked = np.unique(inside[np.abs(timestamps[inside][None, :] - targets[:, None]).argmin(axis=1)])
+        found.append(Window(int(row), float(start), float(end), picked.astype(np.int64)))
+    return found

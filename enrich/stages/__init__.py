@@ -13,7 +13,7 @@ import importlib
 from enrich.stages.spec import ModelStage
 
 # In the manifest's column order. Each name is a package of `enrich.stages` exporting `STAGE`.
-MODEL_STAGES = ("depth", "flow", "pose")
+MODEL_STAGES = ("depth", "flow", "pose", "caption")
 
 REGISTRY: dict[str, ModelStage] = {
     name: importlib.import_module(f"enrich.stages.{name}").STAGE for name in MODEL_STAGES
@@ -25,7 +25,12 @@ def model_stage(name: str) -> ModelStage:
 
 
 def pipeline_order(names) -> tuple[str, ...]:
-    """The order stages run in: those that read frame pairs first, so each frame's copy of its
-    successor (`next_frame`) leaves the object store before the other models see the frame."""
+    """The order stages run in: those that read what decode adds for them first (frame pairs, then
+    windows), so those copies of frames leave the object store before the other models see them."""
     names = set(names)
-    return tuple(sorted((n for n in REGISTRY if n in names), key=lambda n: not REGISTRY[n].reads_pairs))
+
+    def key(name: str) -> int:
+        stage = REGISTRY[name]
+        return 0 if stage.reads_pairs else 1 if stage.windows else 2
+
+    return tuple(sorted((n for n in REGISTRY if n in names), key=key))

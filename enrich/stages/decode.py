@@ -7,6 +7,10 @@ knows when all of a clip's rows have been written (see `enrich.pipeline`).
 With `pairs`, every row also carries `next_frame`, the clip's next sampled frame (empty for the last
 one). Pairs are formed here, where the clip is whole, so they never cross clips however the rows
 are later split into blocks, batches or actors.
+
+With `windows=(seconds, k)`, the first sampled frame of every window of `seconds` also carries
+`window_frames`, k frames spread over the window (shrunk to `WINDOW_SIDE`), and the window's span
+(`window_start_s`, `window_end_s`; NaN on the other rows): what a captioning stage looks at.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from enrich import storage
 from enrich.errors import ClipError
 from enrich.ops import video
-from enrich.ops.sampling import sample_indices
+from enrich.ops.sampling import sample_indices, windows
 from enrich.runtime import yield_to_models
 from enrich.stages.base import ERROR, Stage, column
 
@@ -26,12 +30,14 @@ CLIP_COLUMNS = ("clip_id", "clip_uri")
 FRAME_COLUMNS = ("frame_index", "timestamp_s", "width", "height", "frame", "expected")
 VIDEO_COLUMNS = ("source_frames", "fps", "duration_s")
 CHUNK_BYTES = 64 * 2**20
+WINDOW_SIDE = 640  # longest side of a window's frames (a VLM's processor shrinks them further)
+WINDOW_COLUMNS = ("window_frames", "window_start_s", "window_end_s")
 
 
 class Decode(Stage):
     name = "decode"
     inputs = CLIP_COLUMNS
-    outputs = (*FRAME_COLUMNS, "next_frame", *VIDEO_COLUMNS, ERROR)
+    outputs = (*FRAME_COLUMNS, "next_frame", *WINDOW_COLUMNS, *VIDEO_COLUMNS, ERROR)
 
     def __init__(
         self,
@@ -40,10 +46,12 @@ class Decode(Stage):
         chunk: int = 8,
         pairs: bool = False,
         decoder: str = "decord",
+        windows: tuple[float, int] | None = None,
         drop=(),
     ):
         super().__init__(drop)
         self.fps, self.max_frames, self.chunk, self.pairs, self.decoder = fps, max_frames, chunk, pairs, decoder
+        self.windows = windows
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         yield_to_models(self.nice)
@@ -59,10 +67,16 @@ class Decode(Stage):
                 indices = sample_indices(clip.timestamps, self.fps, self.max_frames)
                 # At most CHUNK_BYTES of frames at once: 8 frames up to 1080p, 2 at 4K.
                 chunks = clip.chunks(indices, max(1, min(self.chunk, CHUNK_BYTES // (info.width * info.height * 3))))
+                spans = {}
+                if self.windows:
+                    seconds, k = self.windows
+                    spans = {w.row: w for w in windows(clip.timestamps, indices, seconds, k, info.duration_s)}
                 for chunk, following in _with_next(chunks) if self.pairs else ((c, None) for c in chunks):
                     rows = _frame_rows(clip_id, uri, chunk, info, expected=len(indices))
                     if self.pairs:
                         rows["next_frame"] = _next_frames(chunk, following)
+                    if self.windows:
+                        rows.update(_window_rows(clip, [spans.get(emitted + i) for i in range(len(chunk.indices))]))
                     yield rows
                     emitted += len(chunk.indices)
         except ClipError as exc:
@@ -80,7 +94,32 @@ class Decode(Stage):
         row = _error_row(clip_id, uri, reason, expected)
         if self.pairs:
             row["next_frame"] = row["frame"]
+        if self.windows:
+            row.update(_window_rows(None, [None]))
         return row
+
+
+def _window_rows(clip, spans: list) -> dict[str, np.ndarray]:
+    """The window columns of a chunk's rows (`spans[i]`: row i's window, None when it starts none)."""
+    empty = np.zeros((0, 0, 0, 3), np.uint8)
+    frames = [empty if w is None else _shrink(next(iter(clip.chunks(w.frames, len(w.frames)))).frames) for w in spans]
+    return {
+        "window_frames": column(frames),
+        "window_start_s": np.array([np.nan if w is None else w.start_s for w in spans]),
+        "window_end_s": np.array([np.nan if w is None else w.end_s for w in spans]),
+    }
+
+
+def _shrink(frames: np.ndarray, side: int = WINDOW_SIDE) -> np.ndarray:
+    """Frames [k, H, W, 3] with the longest side at most `side` (antialiased)."""
+    from PIL import Image
+
+    h, w = frames.shape[1:3]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return frames
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BILINEAR)) for f in frames])
 
 
 def _with_next(chunks):

@@ -115,6 +115,8 @@ class ModelStage:
     flags: tuple[Flag, ...] = ()  # `--STAGE-model` and the rest of the stage's own flags
     clip_columns: tuple[Column, ...] = ()  # per clip, in clips/
     reads_pairs: bool = False  # needs each frame's successor (decode then emits `next_frame`)
+    # section config -> (seconds, k): needs windows of the clip (decode then emits `window_frames`)
+    windows: Callable[[Any], tuple[float, int]] | None = None
     # refs -> the attention kernel transformers picks, for `--verbose`'s stage line (imports torch)
     attention: Callable[[dict[str, Any]], str] | None = None
 

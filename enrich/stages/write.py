@@ -93,7 +93,9 @@ class WriteParts(Stage):
             elif name not in batch:  # a stage that did not run
                 columns[name] = [None] * len(rows)
             elif name in JSON_COLUMNS:
-                columns[name] = [None if batch[name][i] is None else json.loads(batch[name][i]) for i in rows]
+                # "" (or None) where not computed: a block whose rows all lack a value would get a
+                # column of None, which Ray types as float, and which no longer merges with the others
+                columns[name] = [json.loads(v) if isinstance(v := batch[name][i], str) and v else None for i in rows]
             elif name in EMPTY_IS_NULL:  # b"" or NaN
                 columns[name] = [None if _empty(batch[name][i]) else batch[name][i] for i in rows]
             elif name in SMALL_COLUMNS:  # float maps, flattened; empty = not computed

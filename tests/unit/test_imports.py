@@ -10,6 +10,7 @@ LIGHT = [
     "enrich.stages.depth",
     "enrich.stages.flow",
     "enrich.stages.pose",
+    "enrich.stages.caption",
     "enrich.config",
     "enrich.manifest.schema",
     "enrich.stages.write",
@@ -53,6 +54,11 @@ def test_resolving_a_smoke_model_does_not_import_torch_and_names_what_ops_build(
     assert set(depth_actor.V2_RANDOM_MODELS) == set(depth.RANDOM_BUILDERS)
     assert set(depth_actor.DA3_RANDOM_MODELS) == set(da3.RANDOM_BUILDERS)
     assert set(pose_actor.RANDOM_MODELS) == set(pose.RANDOM_BUILDERS)
+
+    from enrich.stages.caption import actor as caption_actor
+    from enrich.stages.caption import model as caption
+
+    assert set(caption_actor.RANDOM_MODELS) == set(caption.RANDOM_BUILDERS)
 
 
 def test_checking_a_model_on_the_driver_does_not_import_torch():

@@ -13,6 +13,8 @@ from enrich.models import ModelRef
 from enrich.pipeline import Prepared, _config_record
 from enrich.plan import make_plan
 from enrich.stages import model_stage
+from enrich.stages.caption import CaptionConfig
+from enrich.stages.caption.actor import RANDOM_MODELS as CAPTION_SMOKE
 from enrich.stages.depth import DEFAULT_MODEL as DEFAULT_DEPTH_MODEL
 from enrich.stages.depth import DepthConfig
 from enrich.stages.depth.actor import RANDOM_MODELS as DEPTH_SMOKE
@@ -84,7 +86,7 @@ def test_models_command_lists_the_forms_for_own_weights(capsys):
         assert rows[stage, "PATH | s3://PREFIX"][1].startswith("local path forms")
 
 
-STAGE_SMOKE_MODELS = {"depth": DEPTH_SMOKE, "flow": ARCHS, "pose": POSE_SMOKE}
+STAGE_SMOKE_MODELS = {"depth": DEPTH_SMOKE, "flow": ARCHS, "pose": POSE_SMOKE, "caption": CAPTION_SMOKE}
 
 
 def test_models_command_lists_every_smoke_model_of_each_stage(capsys):
@@ -105,6 +107,7 @@ def test_every_listed_smoke_model_is_accepted_by_its_stage(capsys):
         "flow": lambda spec: FlowConfig(model=spec),
         # Both pose models resolve against the same names: one id serves for both.
         "pose": lambda spec: PoseConfig(model=spec, detector_model=spec),
+        "caption": lambda spec: CaptionConfig(model=spec),
     }
     smoke = [(stage.split()[0], spec) for stage, spec in models_rows(capsys) if spec.startswith("random:")]
     assert smoke

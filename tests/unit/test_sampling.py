@@ -42,3 +42,26 @@ def test_max_frames_keeps_the_first():
 
 def test_empty():
     assert sample_indices(np.array([]), 1, None).tolist() == []
+
+
+def test_caption_windows_start_on_their_first_sampled_frame_and_spread_their_frames():
+    from enrich.ops.sampling import windows
+
+    ts = np.arange(0, 12, 1 / 30)  # 12 s at 30 fps
+    sampled = sample_indices(ts, 1.0, None)  # 0, 30, 60, ...
+    found = windows(ts, sampled, 5.0, 4, end_s=12.0)
+    assert [(w.row, w.start_s, w.end_s) for w in found] == [(0, 0.0, 5.0), (5, 5.0, 10.0), (10, 10.0, 12.0)]
+    for w in found:
+        times = ts[w.frames]
+        assert len(w.frames) == 4 and np.all((times >= w.start_s) & (times < w.end_s))
+        assert np.all(np.diff(times) > (w.end_s - w.start_s) / 8)  # spread, not bunched
+
+
+def test_caption_windows_with_few_frames_and_sparse_sampling():
+    from enrich.ops.sampling import windows
+
+    ts = np.array([0.0, 0.5, 7.0, 7.5])  # a gap: no frame between 0.5 s and 7 s
+    found = windows(ts, np.arange(4), 5.0, 4, end_s=8.0)
+    assert [(w.row, w.start_s) for w in found] == [(0, 0.0), (2, 5.0)]
+    assert found[0].frames.tolist() == [0, 1] and found[1].frames.tolist() == [2, 3]  # fewer than k: each once
+    assert windows(ts, np.zeros(0, dtype=np.int64), 5.0, 4, end_s=8.0) == []

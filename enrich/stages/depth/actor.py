@@ -106,7 +106,7 @@ class Depth(Stage):
             "depth_offset": np.array([item[2] for item in found], dtype=np.float64),
             "depth_kind": np.array([str(self.estimator.kind)] * len(found), dtype=object),
             "depth_confidence": np.array([np.nan if c is None else c for c in confidence], dtype=np.float64),
-            "intrinsics": np.array([None if k is None else json.dumps(k) for k in intrinsics], dtype=object),
+            "intrinsics": np.array(["" if k is None else json.dumps(k) for k in intrinsics], dtype=object),
             ERROR: failures,
         }
 
