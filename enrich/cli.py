@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--address", default=argparse.SUPPRESS, help="existing Ray cluster (default: an embedded local Ray)"
     )
-    run.add_argument("--plan", action="store_true", help="print what would be processed, and why, then exit")
+    run.add_argument(
+        "--plan", action="store_true", help="print what would be processed, and why, and the stage graph, then exit"
+    )
     run.add_argument(
         "--if-idle",
         action="store_true",
@@ -328,7 +330,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = build(run_values(args, RUN_ONLY))
     check_stage_flags(args, cfg.stages)
     if args.plan:
-        for line in pipeline.prepare(cfg, plan_only=True).plan.lines():
+        prep = pipeline.prepare(cfg, plan_only=True)
+        for line in prep.plan.lines() + pipeline.operator_lines(prep):
             print(line)
         return errors.EXIT_OK
     log = (lambda message: None) if args.quiet else pipeline.stderr_log

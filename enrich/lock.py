@@ -17,15 +17,16 @@ import uuid
 
 from enrich import storage
 from enrich.errors import Busy
+from enrich.manifest.layout import LOCK, lock_file
 
-NAME = "_lock.json"  # a leading underscore: dataset readers skip it
+NAME = LOCK  # see `enrich.manifest.layout`
 STALE_S = 15 * 60
 REFRESH_S = 60
 
 
 class Lock:
     def __init__(self, output: str):
-        self.uri = storage.join(output, NAME)
+        self.uri = lock_file(output)
         self.token = uuid.uuid4().hex
         self.started = time.time()
         self.held = False

@@ -26,10 +26,11 @@ def datasets(output: str) -> dict[str, ds.Dataset]:
     output = storage.normalize(output)
     require_manifest(output)
     fs, root = _filesystem(output)
+    from enrich.manifest.layout import TABLES
     from enrich.manifest.schema import CLIPS, FRAMES
 
     out = {}
-    for name, schema in (("frames", FRAMES), ("clips", CLIPS)):
+    for name, schema in zip(TABLES, (FRAMES, CLIPS), strict=True):
         # Files of older manifest versions lack newer columns: the current schema reads them as nulls.
         out[name] = ds.dataset(f"{root}/{name}", schema=schema, format="parquet", filesystem=fs,
                                exclude_invalid_files=False, ignore_prefixes=["_", "."])  # fmt: skip

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from enrich import storage
+from enrich.manifest.layout import report_file
 from enrich.manifest.schema import FLAG_NAMES, MODEL_COLUMNS
 from enrich.ops.visual import depth_rgb
 from enrich.query import datasets
@@ -49,7 +50,7 @@ def build_report(output: str) -> str:
 
 def write_report(output: str, target: str | None = None) -> str:
     page = build_report(output)
-    target = target or storage.join(output, "report.html")
+    target = target or report_file(output)
     storage.write_bytes(target, page.encode())
     return target
 

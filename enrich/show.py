@@ -17,7 +17,7 @@ from PIL import Image
 from enrich import storage
 from enrich.errors import UsageError
 from enrich.manifest.commit import require_manifest
-from enrich.manifest.schema import frames_file
+from enrich.manifest.layout import frames_file
 from enrich.ops import visual
 
 

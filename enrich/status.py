@@ -6,13 +6,14 @@ import json
 import re
 
 from enrich import storage
+from enrich.manifest.layout import runs_dir
 from enrich.manifest.schema import FLAG_NAMES
 from enrich.query import query
 
 
 def last_run(output: str) -> dict | None:
     """The newest run's saved config (runs/RUN_ID/config.json; run ids sort by time)."""
-    configs = sorted(u for u in storage.list_uris(storage.join(output, "runs")) if u.endswith("/config.json"))
+    configs = sorted(u for u in storage.list_uris(runs_dir(output)) if u.endswith("/config.json"))
     return json.loads(storage.read_bytes(configs[-1])) if configs else None
 
 

@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from enrich import storage
-from enrich.manifest.schema import CLIPS, FRAMES, clip_key, frames_file
+from enrich.manifest.layout import clip_parts, clips_file, frames_file
+from enrich.manifest.schema import CLIPS, FRAMES
 from enrich.runtime import yield_to_models
 
 ROW_GROUP_FRAMES = 32  # keeps reads of a few frames from pulling a whole clip ...
@@ -41,7 +42,7 @@ def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None, 
     so memory is bounded by a row group, not by the clip. Returns the rows published and the
     figures. `nice`: see `enrich.runtime.yield_to_models`."""
     yield_to_models(nice)
-    parts_prefix = storage.join(staging, clip_key(clip_id))
+    parts_prefix = clip_parts(staging, clip_id)
     uris = storage.list_uris(parts_prefix)
     target = frames_file(output, clip_id)
     rows, figures = 0, {}
@@ -137,10 +138,6 @@ def _row_groups(where: list[tuple], parts: _Parts):
         size += row_bytes
     if where:
         yield start, len(where)
-
-
-def clips_file(output: str) -> str:
-    return storage.join(output, "clips", "clips.parquet")
 
 
 def require_manifest(output: str) -> None:

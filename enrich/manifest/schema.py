@@ -1,16 +1,15 @@
 """The manifest contract. Extend it; don't break it.
 
-OUTPUT/frames/  one row per sampled frame, one Parquet file per clip (replaced atomically)
-OUTPUT/clips/   one row per input clip: what content, config and model produced its rows
-OUTPUT/runs/    the resolved config and summary of every run (no secrets)
+frames: one row per sampled frame, one Parquet file per clip (replaced atomically)
+clips:  one row per input clip: what content, config and model produced its rows
+(where they live: `enrich.manifest.layout`)
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import pyarrow as pa
 
+from enrich.manifest.layout import clip_key, frames_file  # noqa: F401  (where they used to live)
 from enrich.stages import REGISTRY
 
 # Per-frame flags: True = depth here should not be trusted for that reason; null = not computed
@@ -104,15 +103,3 @@ MODEL_COLUMNS = tuple(stage.model_column for stage in REGISTRY.values())
 # These travel through Ray as JSON strings, typed by the writer; these are b"" or NaN for null.
 JSON_COLUMNS = (*(c.name for s in REGISTRY.values() for c in s.columns if c.json), "flags", "audit")
 EMPTY_IS_NULL = tuple(c.name for s in REGISTRY.values() for c in s.columns if c.empty_is_null)
-
-
-def clip_key(clip_id: str) -> str:
-    """A file-system-safe, fixed-length name for a clip's files."""
-    return hashlib.sha1(clip_id.encode()).hexdigest()[:20]
-
-
-def frames_file(output: str, clip_id: str) -> str:
-    from enrich.storage import join
-
-    key = clip_key(clip_id)
-    return join(output, "frames", key[:2], f"{key}.parquet")

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 
 from enrich import storage
 from enrich.manifest.commit import COMPRESSION
-from enrich.manifest.schema import EMPTY_IS_NULL, JSON_COLUMNS, MODEL_COLUMNS, STAGED, clip_key
+from enrich.manifest.layout import clip_parts
+from enrich.manifest.schema import EMPTY_IS_NULL, JSON_COLUMNS, MODEL_COLUMNS, STAGED
 from enrich.stages.base import ERROR, Stage, failed
 
 SMALL_COLUMNS = ("depth_small", "flow_small")  # see `enrich.stages.temporal.Summarize`
@@ -106,5 +107,5 @@ class WriteParts(Stage):
         buffer = io.BytesIO()
         pq.write_table(table, buffer, row_group_size=1, compression=COMPRESSION)  # the commit reads a frame at a time
         storage.write_bytes(
-            storage.join(self.staging, clip_key(clip_id), f"{uuid.uuid4().hex}.parquet"), buffer.getvalue()
+            storage.join(clip_parts(self.staging, clip_id), f"{uuid.uuid4().hex}.parquet"), buffer.getvalue()
         )

@@ -10,6 +10,12 @@ from tests.e2e.conftest import read_table
 pytestmark = pytest.mark.slow
 
 
+def clip_lines(stdout: str) -> list[str]:
+    """The clip lines of `--plan`: between its first line and the stage graph."""
+    lines = stdout.splitlines()
+    return [line for line in lines[1 : next(i for i, s in enumerate(lines) if s.startswith("operators"))]]
+
+
 def test_plan_retries_and_limit(run, bad_clips, tiny_depth_model, tmp_path, capsys):
     from tests.helpers import BAD_CLIPS
 
@@ -18,7 +24,9 @@ def test_plan_retries_and_limit(run, bad_clips, tiny_depth_model, tmp_path, caps
     code, stdout, _ = run(bad_clips, out, *args, "--plan")
     n = len(BAD_CLIPS) + 1
     assert code == 0 and stdout.splitlines()[0] == f"plan: {n} to process ({n} new), 0 up to date"
-    assert sorted(line.split()[1] for line in stdout.splitlines()[1:]) == sorted([*BAD_CLIPS, "good.mp4"])
+    assert sorted(line.split()[1] for line in clip_lines(stdout)) == sorted([*BAD_CLIPS, "good.mp4"])
+    operators = stdout.splitlines()[stdout.splitlines().index("operators, sized for this machine:") + 1 :]
+    assert [line.split()[0] for line in operators] == ["decode", "depth", "encode-depth", "summary", "audit", "write"]
     assert not (out / "clips").exists() and not (out / NAME).exists()  # a plan does no work
 
     assert run(bad_clips, out, *args)[0] == 1
@@ -26,7 +34,7 @@ def test_plan_retries_and_limit(run, bad_clips, tiny_depth_model, tmp_path, caps
     assert {r["attempts"] for r in rows.values()} == {1}
     code, stdout, _ = run(bad_clips, out, *args, "--plan")
     assert stdout.splitlines()[0] == f"plan: {n - 1} to process ({n - 1} failed), 1 up to date"
-    assert all(line.endswith("(attempt 2)") for line in stdout.splitlines()[1:])
+    assert all(line.endswith("(attempt 2)") for line in clip_lines(stdout))
 
     assert run(bad_clips, out, *args)[0] == 1  # the second attempt fails again
     code, stdout, stderr = run(bad_clips, out, *args, "--retry-limit", 2)
@@ -67,7 +75,8 @@ def test_incremental_runs_redo_only_what_changed_including_the_model(run, small_
 
     shutil.copy(small_input / "coaster.mp4", small_input / "added.mp4")  # one clip added
     code, stdout, _ = run(*args, "--plan")
-    assert stdout.splitlines() == ["plan: 1 to process (1 new), 2 up to date", "  new      added.mp4"]
+    assert stdout.splitlines()[:2] == ["plan: 1 to process (1 new), 2 up to date", "  new      added.mp4"]
+    assert stdout.splitlines()[2].startswith("operators")
     assert run(*args)[0] == 0
 
     # The model changed: same folder, new weights (a fine-tune, say). Every clip is redone, its rows

@@ -10,7 +10,7 @@ from enrich import licences
 from enrich.cli import main
 from enrich.config import build
 from enrich.models import ModelRef
-from enrich.pipeline import Prepared, _config_record
+from enrich.pipeline import Prepared, config_record
 from enrich.plan import make_plan
 from enrich.stages import model_stage
 from enrich.stages.caption import CaptionConfig
@@ -130,7 +130,7 @@ def test_non_commercial_checkpoints_are_called_out():
     assert licences.non_commercial_notes(nc.model_specs) == [
         "note: depth model depth-anything/Depth-Anything-V2-Large-hf is CC-BY-NC-4.0: non-commercial use only"
     ]
-    record = _config_record(nc)
+    record = config_record(nc)
     assert record["licences"] == {
         "depth": "CC-BY-NC-4.0",
         "pose": "Apache-2.0",
@@ -140,4 +140,4 @@ def test_non_commercial_checkpoints_are_called_out():
         "usyd-community/vitpose-base-simple@r1; detector PekingU/rtdetr_r50vd_coco_o365@r2"
     )
     assert licences.non_commercial_notes(prepared("depth-anything/Depth-Anything-V2-Small-hf").model_specs) == []
-    assert _config_record(prepared("/my/own/model"))["licences"]["depth"].startswith("unknown")
+    assert config_record(prepared("/my/own/model"))["licences"]["depth"].startswith("unknown")

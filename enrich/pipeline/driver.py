@@ -1,0 +1,231 @@
+"""The driver loop: stream the planned clips through the stage graph, commit each clip as it finishes,
+checkpoint the clips table, and turn Ray or storage failing under the run into one line."""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+from enrich import licences, storage, supervise
+from enrich.errors import InfrastructureError, UsageError
+from enrich.manifest import commit, layout
+from enrich.pipeline.graph import build_dataset, stage_plans
+from enrich.pipeline.preflight import Prepared, attention_notes
+from enrich.pipeline.records import (
+    RunSummary,
+    clip_row,
+    config_record,
+    record,
+    save_run_file,
+    smoke_notes,
+    summary_record,
+)
+from enrich.runtime import (
+    cluster_shape,
+    init_ray,
+    local_ray_logs,
+    local_raylet_pid,
+    set_store_budget,
+)
+from enrich.stages.temporal import FinishClip
+from enrich.tracker import ClipTracker
+
+CHECKPOINT_S = 30.0  # how often the clips table is rewritten during a long run
+
+
+PROGRESS_S = 5.0
+
+
+def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
+    """Run the planned clips through Ray; commit each clip as it finishes.
+
+    Storage that stays unreachable, or Ray failing under the driver, raises `InfrastructureError`:
+    the clips committed so far are kept (and recorded, if storage lets us), those in flight are not
+    published, and the same command resumes."""
+    import ray
+
+    cfg = prep.cfg
+    summary = RunSummary(prep.run_id, cfg.output, clips_skipped=prep.plan.skipped)
+    summary.notes = licences.non_commercial_notes(prep.model_specs) + smoke_notes(prep.model_specs)
+    if prep.plan.gave_up:
+        summary.notes.append(
+            f"{len(prep.plan.gave_up)} clips failed {cfg.retry_limit} times with this content and config and "
+            "were left alone (their reasons are in the clips table; --force retries them)"
+        )
+    started = time.monotonic()
+    log(f"plan: {prep.plan.describe()}")
+    save_run_file(prep, "config.json", config_record(prep))
+    if not prep.plan.todo:
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    init_ray(cfg.address)
+    staging_root = layout.staging_root(cfg.output)
+    storage.delete_prefix(staging_root)  # we hold the lock: anything staged there is a dead run's
+    staging = layout.staging_dir(cfg.output, prep.run_id)
+    supervise.report(
+        staging=staging, staging_root=staging_root, raylet_pid=local_raylet_pid(), ray_logs=local_ray_logs()
+    )
+    shape = cluster_shape()
+    set_store_budget(shape)
+    if verbose:  # builds each model on the meta device: imports torch and transformers, so only here
+        prep.notes.update(attention_notes(prep))
+    plans = stage_plans(prep, shape, staging)
+    nice = max(p.nice for p in plans)  # commits are CPU tasks too
+    for p in plans:
+        if verbose:
+            log(f"stage {p.describe()}")
+    log(f"loading {len(cfg.stages)} model{'s' if len(cfg.stages) > 1 else ''} ({', '.join(cfg.stages)}) "
+        f"for {len(prep.plan.todo)} clips")  # fmt: skip
+    by_id = {c.clip_id: c for c in prep.plan.todo}
+    previous = prep.previous
+    committer = ray.remote(num_cpus=0.25, max_retries=3)(commit.commit_clip)
+    finish_clip = FinishClip(cfg.temporal, cfg.audit)
+    tracker, pending, finished_rows = ClipTracker(), {}, []
+
+    def settle(block: bool) -> None:
+        if not pending:
+            return
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=None if block else 0)
+        for ref in ready:
+            clip_id, error = pending.pop(ref)
+            with infrastructure_failures():
+                n, figures = ray.get(ref)
+            if "warning" in figures:
+                summary.notes.append(figures.pop("warning")[:300])
+            record(summary, clip_id, error, n)
+            finished_rows.append(clip_row(by_id[clip_id], tracker.clips.get(clip_id), prep, n, error, figures))
+
+    def finish(clip_id: str, error: str | None) -> None:
+        ref = committer.remote(cfg.output, staging, clip_id, error is None, finish_clip, nice)
+        pending[ref] = (clip_id, error)
+
+    def checkpoint() -> None:
+        if finished_rows:
+            with infrastructure_failures():
+                commit.write_clips(cfg.output, commit.merge_clips(previous, finished_rows))
+            supervise.report(committed=len(finished_rows))  # recorded in the clips table: kept if we die
+
+    last_checkpoint = time.monotonic()
+    ticker = _Ticker(PROGRESS_S, lambda: _progress(log, tracker, summary, len(by_id), time.monotonic() - started))
+    ds = build_dataset(prep.plan.todo, plans)
+    outage: InfrastructureError | None = None
+    try:
+        for batch in _guarded(_model_load_errors(ds.iter_batches(batch_size=None, batch_format="pyarrow"))):
+            for row in batch.to_pylist():
+                if str(row["error"]).startswith(storage.UNREACHABLE):
+                    raise InfrastructureError(row["error"].split(" for ")[0])
+                done = tracker.add(row)
+                if done is not None:
+                    finish(done.clip_id, None if done.ok else done.error or "some frames failed")
+            settle(block=False)
+            if time.monotonic() - last_checkpoint >= CHECKPOINT_S:
+                last_checkpoint = time.monotonic()
+                checkpoint()
+        for clip_id in tracker.unfinished(list(by_id)):
+            finish(clip_id, "no result: a worker crashed or its rows were lost while processing this clip")
+        settle(block=True)
+    except InfrastructureError as exc:
+        outage = exc
+        supervise.report(outage=str(exc))  # the cause, should the driver die while it cleans up
+        for ref in pending:  # clips in flight are not published
+            ray.cancel(ref, force=True)
+        pending.clear()
+    finally:
+        ticker.stop()
+        try:  # however the run ends; during an outage the first call that fails skips the rest
+            with infrastructure_failures():
+                settle(block=True)  # on Ctrl-C: the commits already under way finish
+                checkpoint()
+                storage.delete_prefix(staging)
+                storage.remove_empty_folders(staging_root)
+                summary.seconds = time.monotonic() - started
+                save_run_file(prep, "summary.json", summary_record(summary))
+        except InfrastructureError as exc:
+            outage = outage or exc
+            supervise.report(outage=str(outage))
+    if outage:
+        raise InfrastructureError(
+            f"{outage}; {_clips(summary.clips_ok + summary.clips_failed)} committed by this run are kept and "
+            "the clips in flight were not published; run the same command again to resume"
+        ) from None
+    return summary
+
+
+@contextmanager
+def infrastructure_failures():
+    """Storage that stays unreachable (after botocore's retries), or Ray failing under the driver,
+    raised as one `InfrastructureError` line; any other error passes through."""
+    import ray.exceptions as rx
+
+    try:
+        yield
+    except (rx.RaySystemError, rx.ObjectLostError, rx.OwnerDiedError, rx.NodeDiedError) as exc:
+        raise InfrastructureError(f"the Ray cluster failed under the run: {_first_line(exc)}") from None
+    except Exception as exc:
+        reason = storage.unreachable(exc)
+        if reason:
+            raise InfrastructureError(f"storage unreachable: {reason}") from None
+        raise
+
+
+def _guarded(items):
+    with infrastructure_failures():
+        yield from items
+
+
+def _clips(n: int) -> str:
+    return f"{n} clip{'' if n == 1 else 's'}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+class _Ticker:
+    """Calls `fn` every `seconds` in a thread until stopped: progress on a clock, not per batch."""
+
+    def __init__(self, seconds: float, fn):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(seconds, fn), name="enrich-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self, seconds: float, fn) -> None:
+        while not self._stop.wait(seconds):
+            fn()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _model_load_errors(batches):
+    """`batches`, with a model actor that could not start (`enrich.errors.ModelLoadError`) turned into
+    the one-line UsageError the CLI prints with exit code 2. Ray reports such an actor's death with
+    the traceback of its constructor, whose last `ModelLoadError:` line is the reason."""
+    try:
+        yield from batches
+    except Exception as exc:
+        if not getattr(exc, "actor_init_failed", False) and "ModelLoadError" not in str(exc):
+            raise
+        found = re.findall(r"ModelLoadError: (.+)", str(exc))
+        if found:
+            raise UsageError(found[-1].strip()) from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        raise UsageError(f"a model actor could not start: {lines[-1][:300]}") from None
+
+
+def _progress(log, tracker: ClipTracker, summary: RunSummary, total: int, elapsed: float) -> None:
+    done = summary.clips_ok + summary.clips_failed
+    rate = tracker.frames_ok / elapsed if elapsed > 0 else 0.0
+    log(
+        f"progress: {done}/{total} clips done ({summary.clips_failed} failed), "
+        f"{tracker.frames_ok} frames, {rate:.2f} frames/s, {elapsed:.0f}s"
+    )
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
