@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from enrich.models import ModelRef, materialize  # noqa: E402
 from enrich.ops import video  # noqa: E402
 from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator  # noqa: E402
+from enrich.weights import ModelRef, materialize  # noqa: E402
 
 COMPETITOR = """
 import time, numpy as np

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from cpu_sharing import ROOT, per_frame  # puts the repository root on sys.path, for enrich
 
-from enrich.models import ModelRef, materialize
 from enrich.ops import video
 from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator
+from enrich.weights import ModelRef, materialize
 
 
 def main() -> None:

@@ -30,12 +30,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from enrich.models import ModelRef, materialize  # noqa: E402
 from enrich.ops import video  # noqa: E402
 from enrich.ops.quantize import encode_png16, quantize  # noqa: E402
 from enrich.ops.sampling import sample_indices  # noqa: E402
 from enrich.stages.depth import DEFAULT_BATCH_SIZE  # noqa: E402
 from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator  # noqa: E402
+from enrich.weights import ModelRef, materialize  # noqa: E402
 
 
 def sampled_frames(clips: list[Path], fps: float, max_frames: int) -> tuple[list[list[np.ndarray]], float]:

@@ -20,7 +20,7 @@ SHOWN = 50  # clips listed by `lines()`; the rest are counted
 
 
 @dataclass(frozen=True)
-class Plan:
+class ClipPlan:
     todo: list[Clip]
     reasons: dict[str, str]  # clip_id -> new | changed | config | failed | forced
     skipped: int  # up to date
@@ -48,7 +48,7 @@ class Plan:
 
 def make_plan(
     clips: list[Clip], previous: pa.Table | None, config_hash: str, force: bool = False, retry_limit: int = 3
-) -> Plan:
+) -> ClipPlan:
     state = {}
     if previous is not None:
         columns = ["clip_id", "size_bytes", "etag", "status", "config_hash", "attempts"]
@@ -65,7 +65,7 @@ def make_plan(
             reasons[clip.clip_id] = reason
             attempts[clip.clip_id] = (last["attempts"] or 1) + 1 if reason == "failed" else 1
     skipped = len(clips) - len(todo) - len(gave_up)
-    return Plan(todo, reasons, skipped, Counter(reasons.values()), attempts, gave_up)
+    return ClipPlan(todo, reasons, skipped, Counter(reasons.values()), attempts, gave_up)
 
 
 def _reason(clip: Clip, last: dict | None, config_hash: str, force: bool) -> str | None:

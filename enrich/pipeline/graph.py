@@ -19,7 +19,7 @@ from enrich.runtime import (
 )
 from enrich.stages import model_stage
 from enrich.stages.audit import Audit
-from enrich.stages.base import StagePlan
+from enrich.stages.base import Operator
 from enrich.stages.decode import Decode
 from enrich.stages.spec import ModelStage
 from enrich.stages.temporal import Summarize
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from enrich.pipeline.preflight import Prepared
 
 
-def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[StagePlan]:
+def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Operator]:
     """decode -> (actor pool, encoder) per model stage -> write, each with its resources and the
     columns it may drop (those no later stage reads)."""
     cfg = prep.cfg
@@ -41,7 +41,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     # A decoder that crashes its worker is retried twice, then its clip is reported failed
     # (Ray's default is to retry forever). This also keeps decoding out of the model actors.
     plans = [
-        StagePlan(
+        Operator(
             Decode,
             dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs, decoder=cfg.decoder, windows=windows),
             num_cpus=cpus,
@@ -57,7 +57,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
         # kernels single-threaded (measured: 3.3 vs 2.4 s per 720p frame on 2 cores).
         env = {"OMP_NUM_THREADS": str(size.threads)} if size.threads else {}
         plans.append(
-            StagePlan(
+            Operator(
                 stage.actor,
                 kwargs,
                 actors=size.pool,
@@ -72,9 +72,9 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
             )
         )
         if stage.encoder:
-            plans.append(StagePlan(stage.encoder, num_cpus=cpus))
-    plans.append(StagePlan(Summarize, num_cpus=cpus))
-    plans.append(StagePlan(Audit, dict(cfg=cfg.audit), num_cpus=cpus))
+            plans.append(Operator(stage.encoder, num_cpus=cpus))
+    plans.append(Operator(Summarize, num_cpus=cpus))
+    plans.append(Operator(Audit, dict(cfg=cfg.audit), num_cpus=cpus))
     ids = prep.model_ids
     constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}
     constants.update({f"{name}_model": ids.get(name) for name in STAGES})
@@ -84,7 +84,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Stage
     # write operator with its own CPU reservation was starved until the model stages were done.
     # A block (not a fixed number of rows) per task bounds the task's memory by BLOCK_BYTES whatever
     # the resolution: 8 rows of 4K frames and maps held 2.5 GB in one task.
-    plans.append(StagePlan(WriteParts, dict(staging=staging, constants=constants), num_cpus=cpus))
+    plans.append(Operator(WriteParts, dict(staging=staging, constants=constants), num_cpus=cpus))
     # When every model runs on CPU, the tasks give way to the model replicas on the same cores
     # (`enrich.runtime.yield_to_models`); next to a GPU stage they keep their priority, as they may
     # be what keeps the GPU fed.
@@ -101,7 +101,7 @@ def _precision(precision: str, stage: str, gpus: float) -> str:
     return "auto: bf16 on CUDA (fp32 if it lacks bf16)" if gpus else "auto: bf16 on CPUs with AMX, else fp32"
 
 
-def cpu_only(plans: list[StagePlan]) -> bool:
+def cpu_only(plans: list[Operator]) -> bool:
     """Whether every model stage of the run runs on CPUs."""
     return all(not p.num_gpus for p in plans if p.actors)
 
@@ -110,7 +110,7 @@ def size_stages(cfg: RunConfig, stages: dict[str, ModelStage], shape: ClusterSha
     return size_actors({n: (cfg.section(n), s.default_batch) for n, s in stages.items()}, shape)
 
 
-def with_drops(plans: list[StagePlan]) -> list[StagePlan]:
+def with_drops(plans: list[Operator]) -> list[Operator]:
     """Each stage drops the inputs that no later stage reads (and it does not itself rewrite), so
     frames and raw model outputs leave the object store as soon as possible."""
     out = []
@@ -120,7 +120,7 @@ def with_drops(plans: list[StagePlan]) -> list[StagePlan]:
     return out
 
 
-def build_dataset(clips: list[Clip], plans: list[StagePlan]):
+def build_dataset(clips: list[Clip], plans: list[Operator]):
     import ray
 
     set_block_bytes(CPU_MODEL_BLOCK_BYTES if cpu_only(plans) else BLOCK_BYTES)

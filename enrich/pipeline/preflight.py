@@ -17,11 +17,10 @@ from enrich.config import RunConfig
 from enrich.errors import UsageError
 from enrich.lock import Lock
 from enrich.manifest import commit
-from enrich.models import ModelRef
 from enrich.ops import video
 from enrich.pipeline.graph import size_stages
 from enrich.pipeline.records import new_run_id
-from enrich.plan import Plan, make_plan
+from enrich.plan import ClipPlan, make_plan
 from enrich.resources import ActorSizing
 from enrich.runtime import (
     cluster_shape,
@@ -29,6 +28,7 @@ from enrich.runtime import (
 )
 from enrich.stages import model_stage
 from enrich.stages.spec import ModelStage
+from enrich.weights import ModelRef
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Prepared:
     cfg: RunConfig
     models: dict[str, dict[str, ModelRef]]  # stage -> role -> pinned model
     config_hash: str
-    plan: Plan
+    plan: ClipPlan
     run_id: str
     previous: pa.Table | None  # the clips table before this run
     lock: Lock | None = None  # held from before the clips table is read until the run ends

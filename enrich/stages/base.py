@@ -23,7 +23,7 @@ ERROR = "error"  # per-row failure reason, "" when the row is fine (never null: 
 
 
 @dataclass(frozen=True)
-class StagePlan:
+class Operator:
     """How the pipeline applies one stage: its class, pool and resources."""
 
     stage: type

@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from enrich.models import ModelRef
 from enrich.stages.caption import DEFAULT_PROMPT
 from enrich.stages.caption.actor import Caption, check_type
 from enrich.stages.caption.model import Captioner, build_random_qwen3_vl
 from enrich.stages.decode import Decode
+from enrich.weights import ModelRef
 
 TOKENS = 16
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from enrich.models import ModelRef, materialize
 from enrich.ops.common import pad_batch
+from enrich.weights import ModelRef, materialize
 
 
 def test_pad_batch_rounds_up_to_a_power_of_two_by_repeating_the_last_item():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from enrich.models import ModelRef
 from enrich.stages.depth import Depth
 from enrich.stages.depth.model import DepthEstimator
+from enrich.weights import ModelRef
 
 
 @pytest.fixture(scope="module")

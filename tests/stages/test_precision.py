@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from enrich.models import ModelRef, materialize
 from enrich.ops.common import torch_dtype
+from enrich.weights import ModelRef, materialize
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +103,8 @@ def test_the_stage_names_the_attention_kernel_transformers_picks(tiny_depth_mode
     without loading weights, for the stage line of `enrich run --verbose`."""
     from transformers import AutoModelForDepthEstimation
 
-    from enrich.models import resolve
     from enrich.stages.depth import RANDOM_MODELS, STAGE
+    from enrich.weights import resolve
 
     note = STAGE.attention({"model": resolve(str(tiny_depth_model), RANDOM_MODELS)})
     loaded = AutoModelForDepthEstimation.from_pretrained(str(tiny_depth_model))

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from enrich.models import ModelRef
 from enrich.ops.flowpng import decode_flow_png
 from enrich.stages.flow import EncodeFlow, Flow
 from enrich.stages.pose import Pose
+from enrich.weights import ModelRef
 from tests.helpers import assert_batched_equals_one_by_one
 
 EMPTY = np.zeros((0, 0, 3), np.uint8)

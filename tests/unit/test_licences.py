@@ -9,7 +9,6 @@ import pytest
 from enrich import licences
 from enrich.cli import main
 from enrich.config import build
-from enrich.models import ModelRef
 from enrich.pipeline import Prepared, config_record
 from enrich.plan import make_plan
 from enrich.stages import model_stage
@@ -23,6 +22,7 @@ from enrich.stages.flow import DEFAULT_MODEL as DEFAULT_FLOW_MODEL
 from enrich.stages.pose import DEFAULT_DETECTOR_MODEL, PoseConfig
 from enrich.stages.pose import DEFAULT_MODEL as DEFAULT_POSE_MODEL
 from enrich.stages.pose.actor import RANDOM_MODELS as POSE_SMOKE
+from enrich.weights import ModelRef
 
 
 def prepared(depth_spec: str) -> Prepared:

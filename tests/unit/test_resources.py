@@ -80,14 +80,14 @@ def test_cpu_replicas_per_node_are_bounded_and_leave_each_node_a_cpu():
 
 def test_tasks_yield_and_blocks_shrink_only_when_every_model_runs_on_cpu():
     from enrich.pipeline import cpu_only
-    from enrich.stages.base import StagePlan
+    from enrich.stages.base import Operator
     from enrich.stages.decode import Decode
     from enrich.stages.depth import Depth
     from enrich.stages.pose import Pose
 
-    tasks = StagePlan(Decode)
-    assert cpu_only([tasks, StagePlan(Depth, actors=1, calls=2), StagePlan(Pose, actors=2)])
-    assert not cpu_only([tasks, StagePlan(Depth, actors=1, num_gpus=0.5), StagePlan(Pose, actors=2)])
+    tasks = Operator(Decode)
+    assert cpu_only([tasks, Operator(Depth, actors=1, calls=2), Operator(Pose, actors=2)])
+    assert not cpu_only([tasks, Operator(Depth, actors=1, num_gpus=0.5), Operator(Pose, actors=2)])
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
@@ -115,7 +115,7 @@ def test_yield_to_models_lowers_only_the_calling_thread():
 
 def test_each_stage_drops_what_no_later_stage_reads():
     from enrich.pipeline import with_drops
-    from enrich.stages.base import StagePlan
+    from enrich.stages.base import Operator
     from enrich.stages.decode import Decode
     from enrich.stages.depth import Depth, EncodeDepth
     from enrich.stages.flow import EncodeFlow, Flow
@@ -123,10 +123,10 @@ def test_each_stage_drops_what_no_later_stage_reads():
     from enrich.stages.write import WriteParts
 
     order = [Decode, Depth, EncodeDepth, Flow, EncodeFlow, Pose, WriteParts]
-    drops = {p.stage.name: p.kwargs["drop"] for p in with_drops([StagePlan(s) for s in order])[:-1]}
+    drops = {p.stage.name: p.kwargs["drop"] for p in with_drops([Operator(s) for s in order])[:-1]}
     assert drops == {
         "decode": (), "depth": (), "encode-depth": ("depth_codes",), "flow": ("next_frame",),
         "encode-flow": ("flow",), "pose": ("frame",),
     }  # fmt: skip
-    only_depth = with_drops([StagePlan(s) for s in (Decode, Depth, EncodeDepth, WriteParts)])
+    only_depth = with_drops([Operator(s) for s in (Decode, Depth, EncodeDepth, WriteParts)])
     assert only_depth[1].kwargs["drop"] == ("frame",)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from enrich.licences import OWN_LICENCE, KnownModel
-from enrich.models import resolve
 from enrich.stages.caption.actor import RANDOM_MODELS, Caption, check_model
 from enrich.stages.spec import Column, Flag, ModelStage, StageConfig, check, positive, smoke
+from enrich.weights import resolve
 
 __all__ = ["STAGE", "CaptionConfig"]
 

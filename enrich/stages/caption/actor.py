@@ -12,9 +12,9 @@ import threading
 
 import numpy as np
 
-from enrich.models import ModelRef, materialize
 from enrich.ops.checkpoints import read_config
 from enrich.stages.base import ERROR, Stage, lazy_builders, loading, ok_rows, predict_rows, use_threads
+from enrich.weights import ModelRef, materialize
 
 RANDOM_MODELS = ("qwen3-vl-tiny",)
 MODEL_TYPES = ("qwen3_vl", "qwen2_5_vl")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from enrich.licences import OWN_LICENCE, KnownModel
-from enrich.models import ModelRef, materialize, resolve
 from enrich.ops.checkpoints import attention
 from enrich.stages.depth.actor import (
     DEPTH_COLUMNS,
@@ -27,6 +26,7 @@ from enrich.stages.depth.actor import (
     depth_map,
 )
 from enrich.stages.spec import Column, Flag, ModelStage, StageConfig, smoke
+from enrich.weights import ModelRef, materialize, resolve
 
 __all__ = ["DEPTH_COLUMNS", "STAGE", "DepthConfig", "depth_map"]
 

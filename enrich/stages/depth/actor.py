@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 
-from enrich.models import ModelRef, materialize
 from enrich.ops.checkpoints import expect_model_type, read_config
 from enrich.ops.quantize import dequantize, encode_png16
 from enrich.stages.base import (
@@ -24,6 +23,7 @@ from enrich.stages.base import (
     predict_rows,
     use_threads,
 )
+from enrich.weights import ModelRef, materialize
 
 # The smoke models the backends build (real architectures, random weights), named here so that
 # resolving a spec on the driver does not import torch: Depth Anything V2 (`model.py`) and

@@ -12,7 +12,6 @@ import os
 import numpy as np
 
 from enrich.errors import UsageError
-from enrich.models import ModelRef, materialize, resolve_file
 from enrich.ops.flowpng import encode_flow_png
 from enrich.stages.base import (
     ERROR,
@@ -24,6 +23,7 @@ from enrich.stages.base import (
     predict_rows,
     use_threads,
 )
+from enrich.weights import ModelRef, materialize, resolve_file
 
 WEIGHTS_FILE = "weights.pt"  # inside a random smoke model's cache folder
 ARCHS = ("raft_large", "raft_small")

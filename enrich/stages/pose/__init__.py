@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from enrich.licences import OWN_LICENCE, KnownModel
-from enrich.models import resolve
 from enrich.stages.pose.actor import RANDOM_MODELS, Pose, attention_of, check_models
 from enrich.stages.spec import Column, Flag, ModelStage, StageConfig, check, smoke
+from enrich.weights import resolve
 
 __all__ = ["PERSON", "STAGE", "PoseConfig"]
 

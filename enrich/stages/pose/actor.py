@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 
-from enrich.models import ModelRef, materialize
 from enrich.ops.checkpoints import attention, detector_person, expect_model_type
 from enrich.stages.base import (
     ERROR,
@@ -23,6 +22,7 @@ from enrich.stages.base import (
     predict_rows,
     use_threads,
 )
+from enrich.weights import ModelRef, materialize
 
 # The smoke models `model.py` builds, named here so that resolving does not import torch.
 RANDOM_MODELS = ("vitpose-tiny", "vitpose-base", "rtdetr-tiny", "rtdetr-r50")
