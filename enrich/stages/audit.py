@@ -68,7 +68,7 @@ class Audit(Stage):
             disparity01 = ops.normalized_disparity(depth, kind)
             out["near_fraction"] = ops.near_fraction(depth, kind, self.cfg.near_metric_m, disparity01)
             out["reflection_mismatch"] = ops.reflection_mismatch(gray, disparity01)
-        if row.get("pose") is not None:
+        if isinstance(row.get("pose"), str) and row["pose"]:  # "" (or NaN, from Ray): pose gave none
             people = json.loads(row["pose"])
             out["person_area"] = ops.largest_person_area(people, int(row["width"]), int(row["height"]))
         forward, backward = row.get("flow"), row.get("flow_back")

@@ -69,7 +69,8 @@ class Pose(Stage):
         people, failures = predict_rows(
             batch, rows, self.estimator.get().predict, [batch["frame"][i] for i in rows], None, "pose"
         )
-        pose = np.array([None if found is None else json.dumps(found) for found in people], dtype=object)
+        # "" where it failed: an all-None column (a block of failed rows) would be typed float by Ray
+        pose = np.array(["" if found is None else json.dumps(found) for found in people], dtype=object)
         return {**batch, "pose": pose, ERROR: failures}
 
 
