@@ -92,3 +92,19 @@ def test_object_deleted_after_listing_fails_alone(ray_session, s3, bucket, fixtu
     summary = pipeline.execute(prep, log=lambda m: None)
     assert summary.clips_ok == 1 and summary.clips_failed == 1
     assert summary.failures["b.mp4"].startswith("read: object does not exist")
+
+
+def test_a_depth_anything_3_checkpoint_from_an_s3_prefix(run, s3, bucket, fixtures_dir, tmp_path):
+    """DA3's hub layout (config.json naming the preset, model.safetensors) staged from S3 per node."""
+    from enrich.stages.depth import da3
+
+    folder = tmp_path / "DA3-SMALL"
+    da3.build_random("da3-small", str(folder))
+    upload_folder(s3, bucket, folder, "models/da3")
+    s3.upload_file(str(fixtures_dir / "tiny_2fps.mp4"), bucket, "clips/field.mp4")
+    model, out = f"s3://{bucket}/models/da3", f"s3://{bucket}/manifests/da3"
+    code, stdout, stderr = run(f"s3://{bucket}/clips", out, "--depth-model", model, "--max-frames-per-clip", 2)
+    assert code == 0, stdout + stderr
+    rows = read_table(f"{out}/frames").to_pylist()
+    assert len(rows) == 2 and {r["depth_kind"] for r in rows} == {"relative_depth"}
+    assert all(r["depth_model"].startswith(model + "@") and r["intrinsics"]["fx"] > 0 for r in rows)
