@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.helpers import stage_clip
 
@@ -18,6 +19,7 @@ COMMIT = """
 import json, sys
 from enrich.manifest.commit import commit_clip
 from enrich.stages.temporal import FinishClip
+import pytest
 
 def kib(field):
     with open("/proc/self/status") as f:
@@ -46,6 +48,7 @@ def commit_in_fresh_process(tmp_path, name: str, n_frames: int) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow  # ~18 s: two commits in fresh interpreters
 def test_commit_memory_does_not_grow_with_the_clip(tmp_path):
     short = commit_in_fresh_process(tmp_path, "short", 24)  # 96 MiB of maps: more than one row group
     long = commit_in_fresh_process(tmp_path, "long", 192)  # 768 MiB of maps

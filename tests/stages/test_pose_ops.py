@@ -93,6 +93,7 @@ def assert_matches(people: list[dict], expected) -> None:
         np.testing.assert_allclose(keypoint_scores, pose["scores"].numpy(), atol=KEYPOINT_SCORE, rtol=0)
 
 
+@pytest.mark.slow  # ~11 s
 def test_person_crops_on_the_device_equal_the_processors(models, frames):
     """The crops enrich takes in torch (on the model's device) against the ViTPose processor's scipy
     warp, on detected boxes and on boxes across every edge of the frame."""

@@ -44,6 +44,7 @@ def test_auto_is_bf16_on_cuda_and_on_amx_cpus_and_explicit_precisions_are_honour
         assert torch_dtype("auto", "cuda") == torch.bfloat16
 
 
+@pytest.mark.slow  # ~20 s: the stage tier's longest
 def test_depth_bf16_is_within_tolerance_of_fp32(street, cache_dir):
     from enrich.stages.depth.model import RANDOM_BUILDERS, DepthEstimator
 
