@@ -1,8 +1,8 @@
 """`enrich run`: check what can be checked on the driver, then one Ray Data streaming pipeline.
 
     clips (metadata only) -> decode (CPU tasks)
-        -> for each model stage of the run (flow, depth, pose): its actor pool (GPU when present),
-           then its CPU encoder if it has one
+        -> for each model stage of the run (flow, caption, depth, pose: `enrich.stages.pipeline_order`):
+           its actor pool (GPU when present), then its CPU encoder if it has one
         -> write parts (CPU tasks) -> per-clip counts to the driver
 
 The driver only ever sees clip metadata and per-clip counts; frames and outputs stay in the object

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from enrich.catalog import Clip
 from enrich.config import STAGES, RunConfig
+from enrich.errors import UsageError
 from enrich.resources import size_actors, task_cpus
 from enrich.runtime import (
     BLOCK_BYTES,
@@ -34,7 +35,7 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Opera
     columns it may drop (those no later stage reads)."""
     cfg = prep.cfg
     stages = {name: model_stage(name) for name in cfg.stages}
-    sizing = prep.sizing or size_stages(cfg, stages, shape)
+    sizing = prep.sizing if prep.sizing and prep.sized_for == shape else size_stages(cfg, stages, shape)
     cpus = task_cpus(sizing, shape)
     pairs = any(s.reads_pairs for s in stages.values())
     windows = next((s.windows(cfg.section(n)) for n, s in stages.items() if s.windows), None)
@@ -169,5 +170,8 @@ def operator_lines(prep: Prepared) -> list[str]:
     resources and the columns it reads and writes. Against a cluster (`--address`) the pools are
     sized when the run starts, so the plan shows them for this machine and says so."""
     where = "this machine" if not prep.cfg.address else f"this machine (the run sizes them on {prep.cfg.address})"
-    lines = [f"operators, sized for {where}:"]
-    return lines + [f"  {p.describe()}" for p in stage_plans(prep, local_shape(), staging="")]
+    try:
+        plans = stage_plans(prep, local_shape(), staging="")
+    except UsageError as exc:  # e.g. --STAGE-gpus for a GPU cluster, planned from a laptop
+        return [f"operators: sized when the run starts ({exc})"]
+    return [f"operators, sized for {where}:"] + [f"  {p.describe()}" for p in plans]

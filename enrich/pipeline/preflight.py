@@ -23,6 +23,7 @@ from enrich.pipeline.records import new_run_id
 from enrich.plan import ClipPlan, make_plan
 from enrich.resources import ActorSizing
 from enrich.runtime import (
+    ClusterShape,
     cluster_shape,
     init_ray,
 )
@@ -41,8 +42,10 @@ class Prepared:
     previous: pa.Table | None  # the clips table before this run
     lock: Lock | None = None  # held from before the clips table is read until the run ends
     notes: dict[str, str] = field(default_factory=dict)  # stage -> its attention kernel, for --verbose
-    # stage -> its pool and resources, sized once against the cluster at launch (`enrich.resources`)
-    sizing: dict[str, ActorSizing] = field(default_factory=dict)
+    # stage -> its pool and resources, sized once against the cluster at launch (`enrich.resources`);
+    # the graph uses them when it is built for the same cluster
+    sizing: dict[str, ActorSizing] | None = None
+    sized_for: ClusterShape | None = None  # the cluster `sizing` was computed for
 
     def release(self) -> None:
         if self.lock:
@@ -102,7 +105,8 @@ def prepare(cfg: RunConfig, plan_only: bool = False, log=None) -> Prepared:
                     log(f"starting Ray ({cfg.address or 'embedded, on this machine'}); checking {len(stages)} models")
                 init_ray(cfg.address)
                 # pools that cannot fit fail here, before any work; the graph is built from this sizing
-                prep.sizing.update(size_stages(cfg, stages, cluster_shape()))
+                shape = cluster_shape()
+                prep = replace(prep, sizing=size_stages(cfg, stages, shape), sized_for=shape)
             checked.result()
             decoder.result()
         return prep

@@ -67,16 +67,19 @@ class Decode(Stage):
                 indices = sample_indices(clip.timestamps, self.fps, self.max_frames)
                 # At most CHUNK_BYTES of frames at once: 8 frames up to 1080p, 2 at 4K.
                 chunks = clip.chunks(indices, max(1, min(self.chunk, CHUNK_BYTES // (info.width * info.height * 3))))
-                spans = {}
+                spans, window_frames = {}, None
                 if self.windows:
                     seconds, k = self.windows
-                    spans = {w.row: w for w in windows(clip.timestamps, indices, seconds, k, info.duration_s)}
+                    end = _covered(clip.timestamps, self.fps, indices, info.duration_s)
+                    spans = {w.row: w for w in windows(clip.timestamps, indices, seconds, k, end)}
+                    window_frames = _frames_in_order(clip, [w.frames for w in spans.values()])
                 for chunk, following in _with_next(chunks) if self.pairs else ((c, None) for c in chunks):
                     rows = _frame_rows(clip_id, uri, chunk, info, expected=len(indices))
                     if self.pairs:
                         rows["next_frame"] = _next_frames(chunk, following)
                     if self.windows:
-                        rows.update(_window_rows(clip, [spans.get(emitted + i) for i in range(len(chunk.indices))]))
+                        spans_here = [spans.get(emitted + i) for i in range(len(chunk.indices))]
+                        rows.update(_window_rows(window_frames, spans_here))
                     yield rows
                     emitted += len(chunk.indices)
         except ClipError as exc:
@@ -99,10 +102,28 @@ class Decode(Stage):
         return row
 
 
-def _window_rows(clip, spans: list) -> dict[str, np.ndarray]:
-    """The window columns of a chunk's rows (`spans[i]`: row i's window, None when it starts none)."""
+def _covered(timestamps: np.ndarray, fps: float | None, indices: np.ndarray, duration_s: float) -> float:
+    """Where the sampled frames end: the clip's end, or, when `--max-frames-per-clip` cut the
+    sampling short, where the first sampled frame it dropped starts (windows stop there)."""
+    every = sample_indices(timestamps, fps, None)
+    return duration_s if len(indices) >= len(every) else float(timestamps[every[len(indices)]])
+
+
+def _frames_in_order(clip, windows: list[np.ndarray]):
+    """One forward pass over every window's frames (windows are disjoint and in order): a
+    generator of each window's frames [k, H, W, 3], shrunk, pulled as the rows that carry them are
+    emitted. (A reader per window would decode from the clip's start each time with PyAV.)"""
+    if not windows:
+        return iter(())
+    frames = (f for chunk in clip.chunks(np.concatenate(windows), 1) for f in chunk.frames)
+    return (_shrink(np.stack([next(frames) for _ in range(len(w))])) for w in windows)
+
+
+def _window_rows(window_frames, spans: list) -> dict[str, np.ndarray]:
+    """The window columns of a chunk's rows (`spans[i]`: row i's window, None when it starts none);
+    `window_frames` yields each window's frames in order."""
     empty = np.zeros((0, 0, 0, 3), np.uint8)
-    frames = [empty if w is None else _shrink(next(iter(clip.chunks(w.frames, len(w.frames)))).frames) for w in spans]
+    frames = [empty if w is None else next(window_frames) for w in spans]
     return {
         "window_frames": column(frames),
         "window_start_s": np.array([np.nan if w is None else w.start_s for w in spans]),

@@ -96,3 +96,11 @@ def test_only_vlm_checkpoints_are_accepted(vlm, tiny_depth_model):
     assert check_type(str(vlm)) == "qwen3_vl"
     with pytest.raises(ValueError, match="caption model is a 'depth_anything' checkpoint"):
         check_type(str(tiny_depth_model))
+
+
+def test_windows_stop_where_the_sampled_frames_stop(fixtures_dir):
+    """With --max-frames-per-clip, a window covers only the part of the clip that was sampled."""
+    rows = next(Decode(fps=None, max_frames=3, windows=(5.0, 4)).decode_clip("s", str(fixtures_dir / "tokyo_walk.mp4")))
+    assert rows["window_start_s"][0] == 0.0 and np.isnan(rows["window_start_s"][1:]).all()
+    assert rows["window_end_s"][0] == pytest.approx(3 / 15, abs=1e-3)  # the fourth frame's start, at 15 fps
+    assert rows["window_frames"][0].shape[0] == 3  # the window's frames: the three sampled ones

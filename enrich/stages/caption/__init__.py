@@ -47,6 +47,12 @@ class CaptionConfig(StageConfig):
             check(getattr(self, key) is not None, f"{flag} must be > 0")
             positive(getattr(self, key), flag, int)
         check(isinstance(self.prompt, str) and bool(self.prompt.strip()), "--caption-prompt must not be empty")
+        check(not self.compile, "--caption-compile is not supported yet")
+
+    def output_fields(self) -> dict:
+        """As every stage's, but `auto` is hashed as itself: greedy text under bf16 may differ word
+        for word from fp32, and no tolerance test says otherwise."""
+        return {**super().output_fields(), "precision": self.precision}
 
 
 CAPTION = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string())])

@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 
-from enrich.ops.common import pick_device, torch_dtype
+from enrich.ops.common import load_checked, pick_device, torch_dtype
 from enrich.stages.caption.actor import check_type
 
 
@@ -32,7 +32,7 @@ class Captioner:
         self.device = device or pick_device()
         self.dtype = torch_dtype(precision, self.device)
         self.processor = AutoProcessor.from_pretrained(folder)
-        self.model = AutoModelForImageTextToText.from_pretrained(folder, dtype=self.dtype).to(self.device).eval()
+        self.model = load_checked(AutoModelForImageTextToText, folder, dtype=self.dtype).to(self.device).eval()
 
     def inputs(self, frames: np.ndarray, prompt: str):
         """A window's frames [k, H, W, 3] and the prompt, as the processor makes them."""

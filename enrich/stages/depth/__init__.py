@@ -64,13 +64,12 @@ CHECKPOINTS = (
     KnownModel("depth", "LiheYoung/depth-anything-small-hf", "Apache-2.0", "V1 relative"),
     KnownModel("depth", "LiheYoung/depth-anything-base-hf", "Apache-2.0", "V1 relative"),
     KnownModel("depth", "LiheYoung/depth-anything-large-hf", "Apache-2.0", "V1 relative"),
-    # Depth Anything 3 (depth-anything-3 package, installed apart: README): Small, Base and Mono-Large
-    # are Apache-2.0, Large and Giant CC-BY-NC-4.0 (the upstream repository's model table).
+    # Depth Anything 3 (depth-anything-3 package, installed apart: README): Small and Base are
+    # Apache-2.0, Large and Giant CC-BY-NC-4.0 (the upstream repository's model table).
     KnownModel("depth", "depth-anything/DA3-SMALL", "Apache-2.0", _DA3),
     KnownModel("depth", "depth-anything/DA3-BASE", "Apache-2.0", _DA3),
     KnownModel("depth", "depth-anything/DA3-LARGE", "CC-BY-NC-4.0", _DA3),
     KnownModel("depth", "depth-anything/DA3-GIANT", "CC-BY-NC-4.0", _DA3),
-    KnownModel("depth", "depth-anything/DA3MONO-LARGE", "Apache-2.0", "DA3 monocular: relative depth"),
 )
 
 INTRINSICS = pa.struct([(name, pa.float32()) for name in ("fx", "fy", "cx", "cy")])

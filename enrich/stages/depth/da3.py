@@ -138,9 +138,13 @@ class DA3Estimator:
     """A loaded DA3 checkpoint. `predict_codes(frames)` -> per frame (codes, scale, offset, extras),
     extras holding `depth_confidence` and `intrinsics` (None where the preset has none)."""
 
-    def __init__(self, folder: str, device: str | None = None, precision: str = "fp32", **_ignored):
+    def __init__(
+        self, folder: str, device: str | None = None, precision: str = "fp32", compile: bool = False, **_ignored
+    ):
         """`precision`: the autocast dtype (`enrich.ops.common.torch_dtype`); the weights stay fp32,
         and the package's heads turn autocast off for themselves, as its own `forward` runs them."""
+        if compile:
+            raise ValueError("--depth-compile is not supported for Depth Anything 3 yet")
         self.device = device or pick_device()
         self.dtype = torch_dtype(precision, self.device)
         self.preset, net = load_network(folder)

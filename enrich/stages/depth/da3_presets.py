@@ -10,14 +10,15 @@ import importlib.util
 
 from enrich.manifest.kinds import DepthKind
 
-# The any-view models (depth, confidence, camera) and the monocular one. da3metric-large needs the
-# camera's focal length for metres, and the nested model two networks: neither is run yet.
+# The any-view models (depth, confidence, camera). Not run yet: da3metric-large needs the camera's
+# focal length for metres; the nested model is two networks; da3mono-large's forward pass sets sky
+# pixels to a depth pooled over the whole batch (with an unseeded subsample), so a frame's depth
+# would depend on its batch.
 PRESETS = {
     "da3-small": DepthKind.RELATIVE_DEPTH,
     "da3-base": DepthKind.RELATIVE_DEPTH,
     "da3-large": DepthKind.RELATIVE_DEPTH,
     "da3-giant": DepthKind.RELATIVE_DEPTH,
-    "da3mono-large": DepthKind.RELATIVE_DEPTH,
 }
 INSTALL = "pip install --no-deps depth-anything-3==0.1.1, with enrich's [da3] extra (README: Depth Anything 3)"
 
