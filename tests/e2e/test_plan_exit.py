@@ -47,7 +47,10 @@ def assert_plan(proc: subprocess.CompletedProcess, first_line: str, clips: int) 
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
     assert lines[0] == first_line
-    assert len(lines) == 1 + clips
+    graph = next(i for i, line in enumerate(lines) if line.startswith("operators"))
+    assert graph == 1 + clips  # a line per clip, then the stage graph
+    operators = [line.split()[0] for line in lines[graph + 1 :]]
+    assert operators[0] == "decode" and operators[-1] == "write" and "depth" in operators
 
 
 def test_plan_on_a_new_output_exits_0(fixtures_dir, tmp_path):

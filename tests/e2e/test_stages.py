@@ -125,10 +125,12 @@ def test_three_stages_in_one_pass_match_the_references(
     assert set(saved["models"]) == {"depth", "flow", "pose"} and saved["config"]["stages"] == "flow,depth,pose"
     # every column each stage declares (in its package) is written, with its declared type
     table = read_table(out / "frames")
-    for stage in REGISTRY.values():
-        for column in stage.columns:
+    da3_only = {"depth_confidence", "intrinsics"}  # null for V1/V2 models (tests/e2e/test_da3.py writes them)
+    for name in ("depth", "flow", "pose"):
+        for column in REGISTRY[name].columns:
             assert table.schema.field(column.name).type == column.type
-            assert table.column(column.name).null_count < table.num_rows, f"{column.name} is never written"
+            if column.name not in da3_only:
+                assert table.column(column.name).null_count < table.num_rows, f"{column.name} is never written"
 
 
 def test_flow_pairs_span_decode_chunks_and_batches(run, tiny_depth_model, tiny_raft, fixtures_dir, tmp_path):
