@@ -25,7 +25,7 @@ from enrich.stages.spec import StageConfig, check, positive
 # Model stages, in the order the pipeline runs them (see `enrich.stages.pipeline_order`).
 STAGES = pipeline_order(REGISTRY)
 # Bumped whenever the way outputs are computed or stored changes, so old rows are redone.
-MANIFEST_VERSION = 3
+MANIFEST_VERSION = 4
 TEMPORAL_MODES = ("off", "align", "smooth")
 
 
@@ -82,16 +82,26 @@ class RunConfig:
         raise AttributeError(name)
 
     def output_hash(self, model_ids: dict[str, str]) -> str:
-        """Hash of everything that changes the rows written: sampling, stages, model identities."""
-        payload = {
-            "manifest_version": MANIFEST_VERSION,
-            "fps": self.fps,
-            "max_frames_per_clip": self.max_frames_per_clip,
-            "stages": {name: {"model": model_ids[name], **self.section(name).output_fields()} for name in self.stages},
+        """Hash of everything that changes the rows written (every part's hash, `part_hashes`)."""
+        return _hash(self.part_hashes(model_ids))
+
+    def part_hashes(self, model_ids: dict[str, str]) -> dict[str, str]:
+        """The hash of each part of a clip's outputs that can be redone alone: `frames` (sampling,
+        the stages whose columns are in frames, temporal and audit settings), and each stage of the
+        run with a table of its own (sampling, which its windows follow, and its own settings)."""
+
+        def stage(name: str) -> dict:
+            return {"model": model_ids[name], **self.section(name).output_fields()}
+
+        sampling = {"manifest_version": MANIFEST_VERSION, "fps": self.fps, "max_frames": self.max_frames_per_clip}
+        frames = {
+            **sampling,
+            "stages": {name: stage(name) for name in self.stages if not REGISTRY[name].table},
             "temporal": dataclasses.asdict(self.temporal),
             "audit": dataclasses.asdict(self.audit),
         }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        own = {name: _hash({**sampling, name: stage(name)}) for name in self.stages if REGISTRY[name].table}
+        return {"frames": _hash(frames), **own}
 
     def to_flat(self) -> dict[str, Any]:
         """The same keys a config file takes, so a saved config can be fed back with --config."""
@@ -102,6 +112,10 @@ class RunConfig:
             for key, value in dataclasses.asdict(section).items():
                 flat[f"{name}_{key}"] = value
         return flat
+
+
+def _hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def default_sections() -> dict[str, StageConfig]:

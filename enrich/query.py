@@ -1,4 +1,4 @@
-"""Querying manifests: SQL over the `frames` and `clips` tables, local or s3://, with DuckDB.
+"""Querying manifests: SQL over the `frames`, `clips` and `captions` tables, local or s3://, with DuckDB.
 
 The tables are Arrow datasets (pyarrow's local or S3 filesystem, the standard AWS settings), so
 DuckDB pushes column selection and filters into the scan: a query that reads `clip_id` and
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from enrich import storage
 from enrich.errors import UsageError
@@ -26,19 +27,22 @@ def datasets(output: str) -> dict[str, ds.Dataset]:
     output = storage.normalize(output)
     require_manifest(output)
     fs, root = _filesystem(output)
-    from enrich.manifest.layout import TABLES
-    from enrich.manifest.schema import CLIPS, FRAMES
+    from enrich.manifest.schema import CLIPS, FRAMES, TABLES
 
     out = {}
-    for name, schema in zip(TABLES, (FRAMES, CLIPS), strict=True):
+    for name, schema in {"frames": FRAMES, "clips": CLIPS, **TABLES}.items():
+        folder = f"{root}/{name}"
+        if fs.get_file_info(folder).type == pafs.FileType.NotFound:  # e.g. captions that never ran
+            out[name] = ds.dataset(schema.empty_table())
+            continue
         # Files of older manifest versions lack newer columns: the current schema reads them as nulls.
-        out[name] = ds.dataset(f"{root}/{name}", schema=schema, format="parquet", filesystem=fs,
+        out[name] = ds.dataset(folder, schema=schema, format="parquet", filesystem=fs,
                                exclude_invalid_files=False, ignore_prefixes=["_", "."])  # fmt: skip
     return out
 
 
 def query(output: str, sql: str) -> pa.Table:
-    """Run `sql` over the tables `frames` and `clips` of the manifest at `output`."""
+    """Run `sql` over the tables of the manifest at `output` (`frames`, `clips`, `captions`)."""
     import duckdb
 
     con = duckdb.connect()
@@ -116,8 +120,6 @@ def _json_default(value):
 
 
 def _filesystem(output: str):
-    import pyarrow.fs as pafs
-
     if not storage.is_s3(output):
         return pafs.LocalFileSystem(), output
     import os

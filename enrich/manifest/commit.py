@@ -2,7 +2,9 @@
 
 A clip's frames live in exactly one file, frames/KK/KEY.parquet. Committing writes that file in one
 atomic step (replacing any older version), so a reader sees a clip's old rows or its new rows,
-never both and never half. The clips table is one file, replaced atomically at checkpoints.
+never both and never half. A stage with a table of its own (captions) has a file per clip there,
+written the same way, and may be committed alone (`frames=False`). The clips table is one file,
+replaced atomically at checkpoints.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from enrich import storage
-from enrich.manifest.layout import clip_parts, clips_file, frames_file
-from enrich.manifest.schema import CLIPS, FRAMES
+from enrich.manifest.layout import clip_file, clip_parts, clips_file, frames_file
+from enrich.manifest.schema import CLIPS, FRAMES, TABLES
 from enrich.runtime import yield_to_models
 
 ROW_GROUP_FRAMES = 32  # keeps reads of a few frames from pulling a whole clip ...
@@ -33,13 +35,25 @@ def table_bytes(table: pa.Table, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None, nice: int = 0) -> tuple[int, dict]:
-    """Publish a finished clip (or withdraw a failed one's old rows).
+def commit_clip(
+    output: str,
+    staging: str,
+    clip_id: str,
+    ok: bool,
+    finish=None,
+    nice: int = 0,
+    frames: bool = True,
+    tables: tuple[str, ...] = (),
+    withdraw: tuple[str, ...] = (),
+) -> tuple[int, dict]:
+    """Publish a finished clip (or withdraw a failed one's old rows): its frames file unless
+    `frames` is False, and its file in each of `tables`; `withdraw`: tables whose file for the clip
+    is removed (a stage that did not run, on content that changed).
 
     `finish(summary) -> (columns, figures)` sees the clip's small per-frame columns (`finish.reads`)
     whole and in frame order, and returns the columns it rewrites (`enrich.stages.temporal`). The
     large columns are streamed from the staged parts into the published file a row group at a time,
-    so memory is bounded by a row group, not by the clip. Returns the rows published and the
+    so memory is bounded by a row group, not by the clip. Returns the frames published and the
     figures. `nice`: see `enrich.runtime.yield_to_models`."""
     yield_to_models(nice)
     parts_prefix = clip_parts(staging, clip_id)
@@ -48,11 +62,28 @@ def commit_clip(output: str, staging: str, clip_id: str, ok: bool, finish=None, 
     rows, figures = 0, {}
     if ok and uris:
         with _Parts(uris) as parts:
-            rows, figures = _publish(target, parts, finish, clip_id)
+            if frames:
+                rows, figures = _publish(target, parts, finish, clip_id)
+            for table in tables:
+                _publish_table(clip_file(output, table, clip_id), table, parts)
     else:
-        storage.delete(target)
+        for uri in ([target] if frames else []) + [clip_file(output, t, clip_id) for t in tables]:
+            storage.delete(uri)
+    for table in withdraw:
+        storage.delete(clip_file(output, table, clip_id))
     storage.delete_prefix(parts_prefix)
     return rows, figures
+
+
+def _publish_table(target: str, table: str, parts: _Parts) -> None:
+    """The clip's rows of a stage's own table (those with a value in its first column), in frame
+    order, as one file. These tables are small (a caption per window), so they are read whole."""
+    schema = TABLES[table]
+    found = pa.concat_tables(parts.file(p).read(columns=schema.names).cast(schema) for p in range(len(parts)))
+    found = found.filter(pc.is_valid(found[schema.names[3]]))
+    found = found.take(pc.sort_indices(found, sort_keys=[("frame_index", "ascending")]))
+    with storage.atomic_output(target) as out:
+        pq.write_table(found, out, compression="snappy")
 
 
 class _Parts:

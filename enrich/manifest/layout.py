@@ -1,6 +1,7 @@
 """Where everything lives under OUTPUT: the one module that knows the layout.
 
 OUTPUT/frames/KK/KEY.parquet    one file per clip (KEY = sha1(clip_id)[:20], KK its first two)
+OUTPUT/TABLE/KK/KEY.parquet     the same, for a stage with a table of its own (captions/)
 OUTPUT/clips/clips.parquet      one row per clip
 OUTPUT/runs/RUN_ID/             each run's config.json and summary.json
 OUTPUT/_staging/RUN_ID/KEY/     a running run's parts, per clip (readers skip names starting with _)
@@ -14,7 +15,6 @@ import hashlib
 
 from enrich.storage import join
 
-TABLES = ("frames", "clips")  # the folders query readers open as datasets
 LOCK = "_lock.json"  # a leading underscore: dataset readers skip it
 
 
@@ -28,8 +28,13 @@ def table_dir(output: str, table: str) -> str:
 
 
 def frames_file(output: str, clip_id: str) -> str:
+    return clip_file(output, "frames", clip_id)
+
+
+def clip_file(output: str, table: str, clip_id: str) -> str:
+    """A clip's file in a per-clip table: frames, or a stage's own (`enrich.manifest.schema.TABLES`)."""
     key = clip_key(clip_id)
-    return join(output, "frames", key[:2], f"{key}.parquet")
+    return join(output, table, key[:2], f"{key}.parquet")
 
 
 def clips_file(output: str) -> str:

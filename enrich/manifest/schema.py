@@ -1,7 +1,8 @@
 """The manifest contract. Extend it; don't break it.
 
-frames: one row per sampled frame, one Parquet file per clip (replaced atomically)
-clips:  one row per input clip: what content, config and model produced its rows
+frames:   one row per sampled frame, one Parquet file per clip (replaced atomically)
+captions: one row per caption window, one file per clip (a stage with a table of its own, `TABLES`)
+clips:    one row per input clip: what content, config and model produced its rows
 (where they live: `enrich.manifest.layout`)
 """
 
@@ -11,6 +12,11 @@ import pyarrow as pa
 
 from enrich.manifest.layout import clip_key, frames_file  # noqa: F401  (where they used to live)
 from enrich.stages import REGISTRY
+
+FRAME_STAGES = tuple(s for s in REGISTRY.values() if not s.table)  # their columns are in frames
+TABLE_STAGES = tuple(s for s in REGISTRY.values() if s.table)  # theirs, in a table of their own
+# What each part of a clip's outputs is hashed as (`RunConfig.part_hashes`): frames, and each of these
+PARTS = ("frames", *(s.name for s in TABLE_STAGES))
 
 # Per-frame flags: True = depth here should not be trusted for that reason; null = not computed
 # (its stage did not run, or the frame has no predecessor / successor). README: Audits.
@@ -51,21 +57,38 @@ FRAMES = pa.schema(
         ("height", pa.int32()),
         # Each model stage's columns (declared in its package: `enrich.stages.NAME.STAGE.columns`),
         # then STAGE_model: its model spec @ revision or content hash; null when the stage did not run.
-        *(f for stage in REGISTRY.values() for f in (*stage.fields, (stage.model_column, pa.string()))),
+        *(f for stage in FRAME_STAGES for f in (*stage.fields, (stage.model_column, pa.string()))),
         ("segment", pa.int32()),  # shot within the clip, from 0; a scene cut starts the next
         ("flags", FLAGS),
         ("audit", AUDIT),
         ("thumb_jpeg", pa.binary()),  # the frame, longest side 256 px, JPEG
         ("run_id", pa.string()),
-        ("config_hash", pa.string()),
+        ("config_hash", pa.string()),  # the settings the frames were made with: clips.hashes.frames
     ]
 )
+
+# The tables of stages that keep their own (`ModelStage.table`): a row per frame the stage wrote a
+# value for, keyed like frames.
+TABLES: dict[str, pa.Schema] = {
+    stage.table: pa.schema(
+        [
+            ("clip_id", pa.string()),
+            ("frame_index", pa.int64()),
+            ("timestamp_s", pa.float64()),
+            *stage.fields,
+            (stage.model_column, pa.string()),
+            ("run_id", pa.string()),
+        ]
+    )
+    for stage in TABLE_STAGES
+}
 
 # What the write stage stages: the published columns, plus the small per-frame summaries that the
 # clip-level step reads at commit instead of the full-size maps (`enrich.stages.temporal`).
 STAGED = pa.schema(
     [
         *FRAMES,
+        *(f for stage in TABLE_STAGES for f in (*stage.fields, (stage.model_column, pa.string()))),
         ("depth_small", pa.list_(pa.float32())),  # depth shrunk to 96 px, row-major; null: no depth
         ("flow_small", pa.list_(pa.float32())),  # forward flow at that size, (rows, cols, 2); null: none
     ]
@@ -93,13 +116,16 @@ CLIPS = pa.schema(
         ("flicker_after", pa.float64()),  # ... and after temporal processing (fraction of depth range)
         ("flag_rates", pa.struct([(name, pa.float64()) for name in FLAG_NAMES])),  # share of frames flagged
         ("run_id", pa.string()),
-        ("config_hash", pa.string()),
+        ("config_hash", pa.string()),  # every part's hash, hashed (what `enrich status` calls current)
+        # Each part's hash: frames, and each stage with a table of its own; `!HASH`: it failed with
+        # those settings. A part whose hash differs from the current config's is redone, and only it.
+        ("hashes", pa.struct([(part, pa.string()) for part in PARTS])),
         ("updated_at", pa.timestamp("s", tz="UTC")),
     ]
 )
 
 
 MODEL_COLUMNS = tuple(stage.model_column for stage in REGISTRY.values())
-# These travel through Ray as JSON strings, typed by the writer; these are b"" or NaN for null.
+# These travel through Ray as JSON strings, typed by the writer; these are b"", "" or NaN for null.
 JSON_COLUMNS = (*(c.name for s in REGISTRY.values() for c in s.columns if c.json), "flags", "audit")
 EMPTY_IS_NULL = tuple(c.name for s in REGISTRY.values() for c in s.columns if c.empty_is_null)

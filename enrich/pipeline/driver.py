@@ -12,12 +12,15 @@ from contextlib import contextmanager
 from enrich import licences, storage, supervise
 from enrich.errors import InfrastructureError, UsageError
 from enrich.manifest import commit, layout
+from enrich.manifest.schema import TABLES
 from enrich.pipeline.graph import build_dataset, stage_plans
 from enrich.pipeline.preflight import Prepared, attention_notes
 from enrich.pipeline.records import (
     RunSummary,
+    alone_row,
     clip_row,
     config_record,
+    previous_rows,
     record,
     save_run_file,
     smoke_notes,
@@ -30,6 +33,7 @@ from enrich.runtime import (
     local_raylet_pid,
     set_store_budget,
 )
+from enrich.stages import model_stage
 from enrich.stages.temporal import FinishClip
 from enrich.tracker import ClipTracker
 
@@ -73,35 +77,49 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     set_store_budget(shape)
     if verbose:  # builds each model on the meta device: imports torch and transformers, so only here
         prep.notes.update(attention_notes(prep))
-    plans = stage_plans(prep, shape, staging)
-    nice = max(p.nice for p in plans)  # commits are CPU tasks too
-    for p in plans:
+    groups = [(stages, whole, clips, stage_plans(prep, shape, staging, stages, whole))
+              for stages, whole, clips in prep.plan.groups(cfg.stages)]  # fmt: skip
+    nice = max(p.nice for g in groups for p in g[3])  # commits are CPU tasks too
+    for stages, whole, clips, plans in groups:
         if verbose:
-            log(f"stage {p.describe()}")
-    log(f"loading {len(cfg.stages)} model{'s' if len(cfg.stages) > 1 else ''} ({', '.join(cfg.stages)}) "
-        f"for {len(prep.plan.todo)} clips")  # fmt: skip
+            for p in plans:
+                log(f"stage {p.describe()}")
+        log(f"loading {len(stages)} model{'s' if len(stages) > 1 else ''} ({', '.join(stages)}) "
+            f"for {_clips(len(clips))}{'' if whole else ' (' + '+'.join(stages) + ' only)'}")  # fmt: skip
     by_id = {c.clip_id: c for c in prep.plan.todo}
     previous = prep.previous
     committer = ray.remote(num_cpus=0.25, max_retries=3)(commit.commit_clip)
     finish_clip = FinishClip(cfg.temporal, cfg.audit)
     tracker, pending, finished_rows = ClipTracker(), {}, []
+    kept = previous_rows(previous, prep.plan.only)
 
     def settle(block: bool) -> None:
         if not pending:
             return
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=None if block else 0)
         for ref in ready:
-            clip_id, error = pending.pop(ref)
+            clip_id, error, stages = pending.pop(ref)
             with infrastructure_failures():
                 n, figures = ray.get(ref)
             if "warning" in figures:
                 summary.notes.append(figures.pop("warning")[:300])
             record(summary, clip_id, error, n)
-            finished_rows.append(clip_row(by_id[clip_id], tracker.clips.get(clip_id), prep, n, error, figures))
+            progress = tracker.clips.get(clip_id)
+            if clip_id in kept:
+                if not error:
+                    summary.alone["+".join(stages)] = summary.alone.get("+".join(stages), 0) + 1
+                finished_rows.append(alone_row(kept[clip_id], by_id[clip_id], prep, stages, error))
+            else:
+                finished_rows.append(clip_row(by_id[clip_id], progress, prep, n, error, figures))
 
-    def finish(clip_id: str, error: str | None) -> None:
-        ref = committer.remote(cfg.output, staging, clip_id, error is None, finish_clip, nice)
-        pending[ref] = (clip_id, error)
+    def finish(clip_id: str, error: str | None, stages: tuple[str, ...], whole: bool) -> None:
+        tables = tuple(t for t in (model_stage(n).table for n in stages) if t)
+        renewed = prep.plan.reasons[clip_id] in ("new", "changed", "forced")  # other tables are stale
+        withdraw = tuple(t for t in TABLES if t not in tables) if whole and renewed else ()
+        ref = committer.remote(
+            cfg.output, staging, clip_id, error is None, finish_clip if whole else None, nice, whole, tables, withdraw
+        )
+        pending[ref] = (clip_id, error, stages)
 
     def checkpoint() -> None:
         if finished_rows:
@@ -111,22 +129,25 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
 
     last_checkpoint = time.monotonic()
     ticker = _Ticker(PROGRESS_S, lambda: _progress(log, tracker, summary, len(by_id), time.monotonic() - started))
-    ds = build_dataset(prep.plan.todo, plans)
     outage: InfrastructureError | None = None
     try:
-        for batch in _guarded(_model_load_errors(ds.iter_batches(batch_size=None, batch_format="pyarrow"))):
-            for row in batch.to_pylist():
-                if str(row["error"]).startswith(storage.UNREACHABLE):
-                    raise InfrastructureError(row["error"].split(" for ")[0])
-                done = tracker.add(row)
-                if done is not None:
-                    finish(done.clip_id, None if done.ok else done.error or "some frames failed")
-            settle(block=False)
-            if time.monotonic() - last_checkpoint >= CHECKPOINT_S:
-                last_checkpoint = time.monotonic()
-                checkpoint()
-        for clip_id in tracker.unfinished(list(by_id)):
-            finish(clip_id, "no result: a worker crashed or its rows were lost while processing this clip")
+        for stages, whole, clips, plans in groups:  # one Ray Data pass per group, in turn
+            ds = build_dataset(clips, plans)
+            batches = ds.iter_batches(batch_size=None, batch_format="pyarrow")
+            for batch in _guarded(_model_load_errors(batches)):
+                for row in batch.to_pylist():
+                    if str(row["error"]).startswith(storage.UNREACHABLE):
+                        raise InfrastructureError(row["error"].split(" for ")[0])
+                    done = tracker.add(row)
+                    if done is not None:
+                        finish(done.clip_id, None if done.ok else done.error or "some frames failed", stages, whole)
+                settle(block=False)
+                if time.monotonic() - last_checkpoint >= CHECKPOINT_S:
+                    last_checkpoint = time.monotonic()
+                    checkpoint()
+            lost = "no result: a worker crashed or its rows were lost while processing this clip"
+            for clip_id in tracker.unfinished([c.clip_id for c in clips]):
+                finish(clip_id, lost, stages, whole)
         settle(block=True)
     except InfrastructureError as exc:
         outage = exc

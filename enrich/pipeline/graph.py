@@ -30,12 +30,17 @@ if TYPE_CHECKING:
     from enrich.pipeline.preflight import Prepared
 
 
-def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Operator]:
+def stage_plans(
+    prep: Prepared, shape: ClusterShape, staging: str, stages: tuple[str, ...] | None = None, frames: bool = True
+) -> list[Operator]:
     """decode -> (actor pool, encoder) per model stage -> write, each with its resources and the
-    columns it may drop (those no later stage reads)."""
+    columns it may drop (those no later stage reads). `stages`: those of the run by default;
+    `frames=False`: a pass that redoes stages with tables of their own alone (`enrich.plan`), whose
+    decode emits their windows only and which has no summary or audit."""
     cfg = prep.cfg
-    stages = {name: model_stage(name) for name in cfg.stages}
-    sizing = prep.sizing if prep.sizing and prep.sized_for == shape else size_stages(cfg, stages, shape)
+    stages = {name: model_stage(name) for name in stages or cfg.stages}
+    sized = prep.sizing and prep.sized_for == shape and set(prep.sizing) == set(stages)
+    sizing = prep.sizing if sized else size_stages(cfg, stages, shape)  # a pass of fewer stages gets more
     cpus = task_cpus(sizing, shape)
     pairs = any(s.reads_pairs for s in stages.values())
     windows = next((s.windows(cfg.section(n)) for n, s in stages.items() if s.windows), None)
@@ -44,7 +49,14 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Opera
     plans = [
         Operator(
             Decode,
-            dict(fps=cfg.fps, max_frames=cfg.max_frames_per_clip, pairs=pairs, decoder=cfg.decoder, windows=windows),
+            dict(
+                fps=cfg.fps,
+                max_frames=cfg.max_frames_per_clip,
+                pairs=pairs,
+                decoder=cfg.decoder,
+                windows=windows,
+                frames=frames,
+            ),
             num_cpus=cpus,
             batch_size=1,
             remote_args={"max_retries": 2},
@@ -74,10 +86,11 @@ def stage_plans(prep: Prepared, shape: ClusterShape, staging: str) -> list[Opera
         )
         if stage.encoder:
             plans.append(Operator(stage.encoder, num_cpus=cpus))
-    plans.append(Operator(Summarize, num_cpus=cpus))
-    plans.append(Operator(Audit, dict(cfg=cfg.audit), num_cpus=cpus))
+    if frames:
+        plans.append(Operator(Summarize, num_cpus=cpus))
+        plans.append(Operator(Audit, dict(cfg=cfg.audit), num_cpus=cpus))
     ids = prep.model_ids
-    constants = {"run_id": prep.run_id, "config_hash": prep.config_hash}
+    constants = {"run_id": prep.run_id, "config_hash": prep.hashes.get("frames", prep.config_hash)}
     constants.update({f"{name}_model": ids.get(name) for name in STAGES})
     # The encoders, summary, audit and write take the same resources and batch size, so Ray Data
     # fuses them into one task per block: encoded outputs never round-trip through the object store,

@@ -46,6 +46,7 @@ class Prepared:
     # the graph uses them when it is built for the same cluster
     sizing: dict[str, ActorSizing] | None = None
     sized_for: ClusterShape | None = None  # the cluster `sizing` was computed for
+    hashes: dict[str, str] = field(default_factory=dict)  # part -> its hash (`RunConfig.part_hashes`)
 
     def release(self) -> None:
         if self.lock:
@@ -86,14 +87,14 @@ def prepare(cfg: RunConfig, plan_only: bool = False, log=None) -> Prepared:
         if not clips:
             raise UsageError(f"no video files under {cfg.input}")
         ids = {name: ModelStage.identity(refs) for name, refs in models.items()}
-        config_hash = cfg.output_hash(ids)
+        config_hash, hashes = cfg.output_hash(ids), cfg.part_hashes(ids)
         with storage.s3_errors(cfg.output):
             lock = None if plan_only else Lock(cfg.output).acquire()
             if lock:
                 supervise.report(output=cfg.output, lock_token=lock.token)
             previous = commit.read_clips(cfg.output)
-        plan = make_plan(clips, previous, config_hash, cfg.force, cfg.retry_limit)
-        prep = Prepared(cfg, models, config_hash, plan, new_run_id(), previous, lock)
+        plan = make_plan(clips, previous, hashes, cfg.force, cfg.retry_limit)
+        prep = Prepared(cfg, models, config_hash, plan, new_run_id(), previous, lock, hashes=hashes)
         if plan_only:
             storage.remove_empty_folders(cfg.output, found)
             return prep

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from enrich import licences, storage
 from enrich.catalog import Clip
 from enrich.config import STAGES
 from enrich.manifest import layout
+from enrich.plan import FAILED
 from enrich.tracker import ClipProgress
 
 if TYPE_CHECKING:
@@ -29,6 +32,7 @@ class RunSummary:
     seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    alone: dict[str, int] = field(default_factory=dict)  # "caption" -> clips redone for it alone, ok
 
     def lines(self) -> list[str]:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -38,6 +42,7 @@ class RunSummary:
             f"{self.frames} frames written in {self.seconds:.1f}s ({rate:.2f} frames/s)",
             f"manifest: {layout.table_dir(self.output, 'frames')} and {layout.table_dir(self.output, 'clips')}",
         ]
+        out += [f"{n} of them redone for {stages} alone (their frames kept)" for stages, n in self.alone.items()]
         out += self.notes
         out += [f"  failed {clip}: {why}" for clip, why in sorted(self.failures.items())[:20]]
         if len(self.failures) > 20:
@@ -68,6 +73,7 @@ def record(summary: RunSummary, clip_id: str, error: str | None, n_frames: int) 
 def clip_row(
     clip: Clip, progress: ClipProgress | None, prep: Prepared, n_frames: int, error: str | None, figures: dict
 ) -> dict:
+    """The clips-table row of a clip processed whole, with every stage of the run."""
     video = progress.video if progress and not error else {}
     return {
         **figures,
@@ -82,8 +88,46 @@ def clip_row(
         **{f"{name}_model": prep.model_ids.get(name) for name in STAGES},
         "run_id": prep.run_id,
         "config_hash": prep.config_hash,
+        "hashes": _hashes(prep, clip.clip_id, prep.hashes, error),
         **{k: video.get(k) for k in ("source_frames", "fps", "duration_s", "width", "height")},
     }
+
+
+def alone_row(last: dict, clip: Clip, prep: Prepared, stages: tuple[str, ...], error: str | None) -> dict:
+    """The clips-table row of a clip redone for `stages` alone (`enrich.plan`): its last row, with
+    those stages' models and hashes (or the failure) and this run's marks."""
+    done = {name: prep.hashes[name] for name in stages}
+    hashes = _hashes(prep, clip.clip_id, done, error)
+    row = {
+        **last,
+        "status": "failed" if error else last["status"],
+        "error": error or last["error"],
+        "attempts": prep.plan.attempts.get(clip.clip_id, 1),
+        **{f"{name}_model": prep.model_ids.get(name) for name in stages},
+        "run_id": prep.run_id,
+        "hashes": hashes,
+    }
+    current = all(hashes.get(part) == h for part, h in prep.hashes.items())
+    return {**row, "config_hash": prep.config_hash if current else last["config_hash"]}
+
+
+def _hashes(prep: Prepared, clip_id: str, done: dict[str, str], error: str | None) -> dict[str, str]:
+    """A clip's part hashes after this run: those it redid (`done`; marked `!` when it failed), and the
+    parts it kept, as they were (none when its content changed: what they were made from is gone)."""
+    last = prep.plan.previous_hashes.get(clip_id) or {}
+    renewed = prep.plan.reasons.get(clip_id) in ("new", "changed", "forced")
+    kept = {} if renewed else {part: h for part, h in last.items() if h is not None and part not in done}
+    return {**kept, **{part: FAILED + h if error else h for part, h in done.items()}}
+
+
+def previous_rows(previous, only: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+    """The last clips-table rows of the clips redone for some stages alone."""
+    if previous is None or not only:
+        return {}
+    import pyarrow.compute as pc
+
+    rows = previous.filter(pc.is_in(previous["clip_id"], value_set=pa.array(list(only)))).to_pylist()
+    return {r["clip_id"]: r for r in rows}
 
 
 def config_record(prep: Prepared) -> dict:

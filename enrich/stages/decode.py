@@ -11,6 +11,8 @@ are later split into blocks, batches or actors.
 With `windows=(seconds, k)`, the first sampled frame of every window of `seconds` also carries
 `window_frames`, k frames spread over the window (shrunk to `WINDOW_SIDE`), and the window's span
 (`window_start_s`, `window_end_s`; NaN on the other rows): what a captioning stage looks at.
+With `frames=False` as well, only the windows' rows are emitted, without their frames: what a run
+that redoes captions alone needs (`enrich.plan`), at the cost of decoding the windows' frames only.
 """
 
 from __future__ import annotations
@@ -47,11 +49,14 @@ class Decode(Stage):
         pairs: bool = False,
         decoder: str = "decord",
         windows: tuple[float, int] | None = None,
+        frames: bool = True,
         drop=(),
     ):
         super().__init__(drop)
+        if not frames and (pairs or not windows):
+            raise ValueError("decode without frames emits windows only: it needs windows, and no pairs")
         self.fps, self.max_frames, self.chunk, self.pairs, self.decoder = fps, max_frames, chunk, pairs, decoder
-        self.windows = windows
+        self.windows, self.frames = windows, frames
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         yield_to_models(self.nice)
@@ -73,6 +78,11 @@ class Decode(Stage):
                     end = _covered(clip.timestamps, self.fps, indices, info.duration_s)
                     spans = {w.row: w for w in windows(clip.timestamps, indices, seconds, k, end)}
                     window_frames = _frames_in_order(clip, [w.frames for w in spans.values()])
+                if not self.frames:
+                    for rows in _window_only_rows(clip_id, uri, clip, indices, list(spans.values()), window_frames):
+                        yield rows
+                        emitted += len(rows[ERROR])
+                    return
                 for chunk, following in _with_next(chunks) if self.pairs else ((c, None) for c in chunks):
                     rows = _frame_rows(clip_id, uri, chunk, info, expected=len(indices))
                     if self.pairs:
@@ -117,6 +127,25 @@ def _frames_in_order(clip, windows: list[np.ndarray]):
         return iter(())
     frames = (f for chunk in clip.chunks(np.concatenate(windows), 1) for f in chunk.frames)
     return (_shrink(np.stack([next(frames) for _ in range(len(w))])) for w in windows)
+
+
+def _window_only_rows(clip_id: str, uri: str, clip, indices: np.ndarray, spans: list, window_frames, chunk: int = 4):
+    """Each window's row alone (on its first sampled frame, whose own frame is not decoded), a few
+    windows at a time."""
+    info = clip.info
+    for start in range(0, len(spans), chunk):
+        here = spans[start : start + chunk]
+        first = indices[[w.row for w in here]]
+        rows = _frame_rows(
+            clip_id,
+            uri,
+            video.FrameChunk(first, np.asarray(clip.timestamps)[first], np.zeros((len(here), 0, 0, 3), np.uint8)),
+            info,
+            expected=len(spans),
+        )
+        rows["width"][:], rows["height"][:] = info.width, info.height
+        rows.update(_window_rows(window_frames, here))
+        yield rows
 
 
 def _window_rows(window_frames, spans: list) -> dict[str, np.ndarray]:

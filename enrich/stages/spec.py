@@ -110,13 +110,17 @@ class ModelStage:
     check: Callable[[dict[str, Any]], None]  # raises ValueError with one line; never loads the model
     actor_kwargs: Callable[[Any, dict[str, Any]], dict[str, Any]]  # (section config, refs) -> kwargs
     default_batch: dict[str, int]  # {"cpu": n, "gpu": n}
-    columns: tuple[Column, ...]  # per frame, in frames/ (besides STAGE_model, which every stage has)
+    columns: tuple[Column, ...]  # per frame, in frames/ (or `table`), besides STAGE_model, which every stage has
     models: tuple[KnownModel, ...]  # published checkpoints, smoke models and spec forms, with licences
     flags: tuple[Flag, ...] = ()  # `--STAGE-model` and the rest of the stage's own flags
     clip_columns: tuple[Column, ...] = ()  # per clip, in clips/
     reads_pairs: bool = False  # needs each frame's successor (decode then emits `next_frame`)
     # section config -> (seconds, k): needs windows of the clip (decode then emits `window_frames`)
     windows: Callable[[Any], tuple[float, int]] | None = None
+    # A table of the stage's own (OUTPUT/TABLE/, a file per clip) instead of columns of frames/: its
+    # rows are the frames the stage wrote a value for. Nothing else reads what such a stage writes, so
+    # it is hashed on its own: a change of its settings, or adding it to a catalogue, redoes it alone.
+    table: str | None = None
     # refs -> the attention kernel transformers picks, for `--verbose`'s stage line (imports torch)
     attention: Callable[[dict[str, Any]], str] | None = None
 

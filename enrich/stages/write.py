@@ -1,7 +1,8 @@
 """Write: stage each clip's finished rows as Parquet parts, and report per-clip counts.
 
 Parts go under OUTPUT/_staging/RUN_ID/CLIP_KEY/, invisible to manifest readers. The driver commits
-a clip (one atomic file in frames/) once the counts say all of its rows have been staged.
+a clip (one atomic file in frames/, and one in each table of its stages with their own) once the
+counts say all of its rows have been staged.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ SUMMARY_COLUMNS = (
 
 
 def _empty(value) -> bool:
-    return value is None or (isinstance(value, bytes) and not value) or (isinstance(value, float) and value != value)
+    if isinstance(value, (bytes, str)):
+        return not value
+    return value is None or (isinstance(value, float) and value != value)
 
 
 class WriteParts(Stage):

@@ -1,4 +1,5 @@
-"""Captions end to end: depth and captions in one pass, captions queryable in SQL."""
+"""Captions end to end: depth and captions in one pass, captions queryable in SQL, and a new prompt
+redoing the captions alone."""
 
 from __future__ import annotations
 
@@ -24,20 +25,42 @@ def test_depth_and_captions_in_one_pass_queryable_in_sql(run, fixtures_dir, tmp_
     code, _, err = run(clips, out, "--stages", "depth,caption", *models, *options)
     assert code == 0, err
     rows = read_table(out / "frames").to_pylist()
-    assert all(r["depth_png"] for r in rows) and all(
-        r["caption_model"].startswith("random:qwen3-vl-tiny") for r in rows
-    )
-    sql = "SELECT clip_id, frame_index, caption.start_s AS s, caption.end_s AS e, caption.text AS text FROM frames"
-    assert main(["query", str(out), sql + " WHERE caption IS NOT NULL ORDER BY 1, 3", "--format", "json"]) == 0
-    found = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
-    found = found[0] if found and isinstance(found[0], list) else found
+    assert rows and all(r["depth_png"] for r in rows) and "caption_model" not in rows[0]
+    sql = "SELECT clip_id, frame_index, caption_start_s AS s, caption_end_s AS e, caption, caption_model FROM captions"
+    found = query_json(capsys, out, sql + " ORDER BY 1, 3")
     spans = [(r["clip_id"], r["s"], round(r["e"], 3)) for r in found]
     assert spans[:3] == [("sintel.mp4", 0.0, 4.0), ("sintel.mp4", 4.0, 8.0), ("sintel.mp4", 8.0, 10.0)]
     assert [s[:2] for s in spans[3:]] == [("tiny.mp4", 0.0)]
-    assert all(isinstance(r["text"], str) for r in found)
+    assert all(isinstance(r["caption"], str) and r["caption_model"].startswith("random:qwen3-vl-tiny") for r in found)
     saved = json.loads(next((out / "runs").glob("*/config.json")).read_text())
     assert saved["config"]["caption_prompt"].startswith("These frames") and saved["licences"]["caption"] == "n/a"
 
-    # The prompt is in the config hash: changing it redoes the clips.
-    code, stdout, err = run(clips, out, "--stages", "depth,caption", *models, *options, "--caption-prompt", "who?")
-    assert code == 0 and "2 clips ok" in stdout, err
+    # A new prompt redoes the captions alone: the frames files are not touched.
+    frames_before = {p: p.read_bytes() for p in (out / "frames").rglob("*.parquet")}
+    hashes_before = {r["clip_id"]: r["hashes"] for r in read_table(out / "clips").to_pylist()}
+    new_prompt = [*options, "--caption-prompt", "who?"]
+    code, stdout, err = run(clips, out, "--stages", "depth,caption", *models, *new_prompt, "--plan")
+    assert code == 0 and "2 to process (2 config), 2 for caption only" in stdout, stdout + err
+    code, stdout, err = run(clips, out, "--stages", "depth,caption", *models, *new_prompt)
+    assert code == 0 and "2 clips ok" in stdout and "2 of them redone for caption alone" in stdout, stdout + err
+    assert "loading 1 model (caption) for 2 clips (caption only)" in err
+    assert {p: p.read_bytes() for p in (out / "frames").rglob("*.parquet")} == frames_before
+    clips_rows = read_table(out / "clips").to_pylist()
+    for r in clips_rows:
+        assert r["status"] == "ok" and r["n_frames"] > 0 and r["depth_model"].startswith("random:depth")
+        assert r["hashes"]["frames"] == hashes_before[r["clip_id"]]["frames"]
+        assert r["hashes"]["caption"] != hashes_before[r["clip_id"]]["caption"]
+    again = query_json(capsys, out, sql + " ORDER BY 1, 3")
+    assert [(r["clip_id"], r["s"]) for r in again] == [(r["clip_id"], r["s"]) for r in found]
+    assert {r["run_id"] for r in read_table(out / "captions").to_pylist()} == {clips_rows[0]["run_id"]}
+
+    # Depth alone, with the same settings: up to date, and the captions are kept.
+    code, stdout, err = run(clips, out, "--stages", "depth", *models[:2], "--fps", 1)
+    assert code == 0 and "0 clips ok, 0 failed, 2 up to date" in stdout, stdout + err
+    assert len(query_json(capsys, out, sql)) == len(found)
+
+
+def query_json(capsys, out, sql: str) -> list[dict]:
+    capsys.readouterr()
+    assert main(["query", str(out), sql, "--format", "json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]

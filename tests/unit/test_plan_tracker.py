@@ -3,6 +3,8 @@ from enrich.manifest.commit import merge_clips
 from enrich.plan import make_plan
 from enrich.tracker import ClipTracker
 
+H1, H2 = {"frames": "h1"}, {"frames": "h2"}
+
 
 def clip(name, size=10, etag="e"):
     return Clip(name, f"/in/{name}", size, etag)
@@ -26,6 +28,7 @@ def state(**status):
             error=None if s == "ok" else "x",
             n_frames=1,
             config_hash="h1",
+            hashes={"frames": "h1" if s == "ok" else "!h1"},
             run_id="r0",
             depth_model="m",
         )
@@ -37,11 +40,11 @@ def state(**status):
 def test_plan_reasons():
     previous = state(a="ok", b="ok", c="failed", d="ok")
     clips = [clip("a"), clip("b", size=11), clip("c"), clip("d", etag="x"), clip("e")]
-    plan = make_plan(clips, previous, "h1")
+    plan = make_plan(clips, previous, H1)
     assert plan.reasons == {"b": "changed", "c": "failed", "d": "changed", "e": "new"}
     assert plan.skipped == 1
-    assert make_plan(clips, previous, "h2").reasons["a"] == "config"
-    assert len(make_plan(clips, previous, "h1", force=True).todo) == 5
+    assert make_plan(clips, previous, H2).reasons["a"] == "config"
+    assert len(make_plan(clips, previous, H1, force=True).todo) == 5
 
 
 def test_failed_clips_are_retried_up_to_the_limit():
@@ -51,7 +54,7 @@ def test_failed_clips_are_retried_up_to_the_limit():
         row["attempts"] = attempts
     previous = merge_clips(None, table)
     clips = [clip("a"), clip("b"), clip("c"), clip("d")]
-    plan = make_plan(clips, previous, "h1", retry_limit=3)
+    plan = make_plan(clips, previous, H1, retry_limit=3)
     assert plan.reasons == {"a": "failed", "b": "failed", "d": "new"}
     assert plan.attempts == {"a": 2, "b": 3, "d": 1}
     assert plan.gave_up == ["c"] and plan.skipped == 0
@@ -59,9 +62,32 @@ def test_failed_clips_are_retried_up_to_the_limit():
     assert [line.split()[0] for line in plan.lines()[1:]] == ["failed", "failed", "new"]
     assert "(attempt 3)" in plan.lines()[2]
     # new content or config, or --force, starts over
-    assert make_plan([clip("c", etag="new")], previous, "h1").attempts == {"c": 1}
-    assert make_plan([clip("c")], previous, "h2").attempts == {"c": 1}
-    assert make_plan([clip("c")], previous, "h1", force=True).reasons == {"c": "forced"}
+    assert make_plan([clip("c", etag="new")], previous, H1).attempts == {"c": 1}
+    assert make_plan([clip("c")], previous, H2).attempts == {"c": 1}
+    assert make_plan([clip("c")], previous, H1, force=True).reasons == {"c": "forced"}
+
+
+def test_a_stale_stage_with_a_table_of_its_own_is_redone_alone():
+    previous = state(a="ok", b="ok", c="ok", d="failed")
+    rows = previous.to_pylist()
+    rows[0]["hashes"] = {"frames": "h1", "caption": "p1"}  # a: captioned with prompt p1
+    rows[3]["hashes"] = {"frames": "h1", "caption": "!p2"}  # d: its captions failed with this prompt
+    previous = merge_clips(None, rows)
+    clips = [clip("a"), clip("b"), clip("c", etag="x"), clip("d")]
+    plan = make_plan(clips, previous, {"frames": "h1", "caption": "p2"})
+    # a: new prompt; b: never captioned; c: new content, so everything; d: retried, captions only
+    assert plan.reasons == {"a": "config", "b": "config", "c": "changed", "d": "failed"}
+    assert plan.only == {"a": ("caption",), "b": ("caption",), "d": ("caption",)}
+    assert plan.groups(("depth", "caption")) == [
+        (("depth", "caption"), True, [clip("c", etag="x")]),
+        (("caption",), False, [clip("a"), clip("b"), clip("d")]),
+    ]
+    assert "3 for caption only" in plan.describe() and "(caption only)" in plan.lines()[1]
+    # the same prompt: a is up to date; a new frames hash redoes the clip whole
+    assert make_plan([clip("a")], previous, {"frames": "h1", "caption": "p1"}).todo == []
+    assert make_plan([clip("a")], previous, {"frames": "h2", "caption": "p1"}).only == {}
+    # captions not asked for: the frames decide, and the captions are kept as they are
+    assert make_plan([clip("a")], previous, H1).todo == []
 
 
 def test_merge_replaces_rows_of_the_same_clip():

@@ -8,7 +8,7 @@ import pytest
 
 from enrich.cli import build_parser
 from enrich.config import SECTIONS, build, known_keys
-from enrich.manifest.schema import CLIPS, FRAMES, JSON_COLUMNS, MODEL_COLUMNS
+from enrich.manifest.schema import CLIPS, FRAMES, JSON_COLUMNS, MODEL_COLUMNS, PARTS, STAGED, TABLES
 from enrich.stages import MODEL_STAGES, REGISTRY, pipeline_order
 from enrich.stages.write import WriteParts
 
@@ -25,20 +25,25 @@ def test_each_registered_name_is_a_package_whose_stage_has_that_name():
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
 def test_every_declared_column_is_in_the_manifest_with_its_type_and_is_written(stage):
     produced = set(stage.actor.outputs) | set(stage.encoder.outputs if stage.encoder else ())
+    table = TABLES[stage.table] if stage.table else FRAMES  # its own, or frames
     for column in stage.columns:
-        assert FRAMES.field(column.name).type == column.type, column.name
+        assert table.field(column.name).type == column.type, column.name
+        assert STAGED.field(column.name).type == column.type, column.name
         assert column.name in produced, f"{stage.name}: nothing writes {column.name}"
         assert column.name in WriteParts.inputs, f"the writer would drop {column.name}"
         assert column.doc
         assert (column.name in JSON_COLUMNS) == column.json
     assert stage.model_column in MODEL_COLUMNS
-    assert FRAMES.field(stage.model_column).type == CLIPS.field(stage.model_column).type
+    assert table.field(stage.model_column).type == CLIPS.field(stage.model_column).type
+    if stage.table:  # not in frames; hashed as a part of its own
+        assert not set(stage.fields) & set(FRAMES) and stage.name in PARTS
     for column in stage.clip_columns:
         assert CLIPS.field(column.name).type == column.type
 
 
 def test_the_manifest_has_no_stage_column_that_no_stage_declares():
-    declared = {c.name for s in STAGES for c in s.columns} | set(MODEL_COLUMNS)
+    declared = {c.name for s in STAGES if not s.table for c in s.columns}
+    declared |= {s.model_column for s in STAGES if not s.table}
     shared = {"clip_id", "clip_uri", "frame_index", "timestamp_s", "width", "height", "segment", "flags", "audit"}
     shared |= {"thumb_jpeg", "run_id", "config_hash"}
     assert set(FRAMES.names) == declared | shared

@@ -6,6 +6,9 @@ clip from a few of its frames, as one stage.
 
 Windows are cut by decode (`enrich.stages.decode`, `windows=`): every `window_s` seconds from the
 clip's start, with `frames` frames spread over each. This module declares the stage (`STAGE`).
+
+Captions are a table of their own (OUTPUT/captions/, a row per window), hashed apart from the
+frames: a new prompt, window or model redoes the captions and leaves the depth, flow and pose alone.
 """
 
 from __future__ import annotations
@@ -55,7 +58,6 @@ class CaptionConfig(StageConfig):
         return {**super().output_fields(), "precision": self.precision}
 
 
-CAPTION = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string())])
 _QWEN3 = "Qwen3-VL Instruct"
 _FOLDER = "local path forms: a save_pretrained folder, local or s3://"
 
@@ -71,13 +73,11 @@ STAGE = ModelStage(
     ),
     default_batch=DEFAULT_BATCH_SIZE,
     windows=lambda cfg: (float(cfg.window_s), int(cfg.frames)),
+    table="captions",
     columns=(
-        Column(
-            "caption",
-            CAPTION,
-            "the caption of the window this frame starts (start_s, end_s: seconds in the clip); null on the others",
-            json=True,
-        ),
+        Column("caption_start_s", pa.float64(), "where the window starts, in seconds of the clip", empty_is_null=True),
+        Column("caption_end_s", pa.float64(), "where it ends", empty_is_null=True),
+        Column("caption", pa.string(), "what the VLM says of the window's frames", empty_is_null=True),
     ),
     models=(
         # Licences from each checkpoint's model card: Qwen3-VL 2B/4B/8B Instruct and Qwen2.5-VL 7B are

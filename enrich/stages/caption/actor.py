@@ -1,13 +1,12 @@
 """Caption: a pool of actors, each holding one VLM, captioning every window decode marks.
 
 Decode puts a window's frames (`window_frames`, k frames spread over the window) on the window's
-first sampled frame; that row gets the window's caption, the others none (""). Captions travel as
-JSON to the writer, which stores them as a struct column.
+first sampled frame; that row gets the window's caption and span, the others none ("" and NaN).
+The writer puts the rows with a caption in the clip's file of the `captions` table.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
@@ -33,7 +32,7 @@ RANDOM_BUILDERS = lazy_builders(RANDOM_MODELS, _ops)
 class Caption(Stage):
     name = "caption"
     inputs = ("window_frames", "window_start_s", "window_end_s", ERROR)
-    outputs = ("caption", ERROR)
+    outputs = ("caption", "caption_start_s", "caption_end_s", ERROR)
 
     def __init__(
         self,
@@ -61,12 +60,14 @@ class Caption(Stage):
         rows = [i for i in ok_rows(batch) if batch["window_frames"][i].size]
         windows = [batch["window_frames"][i] for i in rows]
         texts, failures = predict_rows(batch, rows, self._caption, windows, None, "caption")
-        captions = np.array([""] * len(batch[ERROR]), dtype=object)  # "": none (`enrich.stages.write`)
+        n = len(batch[ERROR])
+        captions = np.array([""] * n, dtype=object)  # "" and NaN: none (`enrich.stages.write`)
+        start, end = np.full(n, np.nan), np.full(n, np.nan)
         for i in rows:
             if texts[i] is not None:
-                span = {"start_s": float(batch["window_start_s"][i]), "end_s": float(batch["window_end_s"][i])}
-                captions[i] = json.dumps({**span, "text": texts[i]})
-        return {**batch, "caption": captions, ERROR: failures}
+                captions[i] = texts[i]
+                start[i], end[i] = batch["window_start_s"][i], batch["window_end_s"][i]
+        return {**batch, "caption": captions, "caption_start_s": start, "caption_end_s": end, ERROR: failures}
 
     def _caption(self, windows: list[np.ndarray]) -> list[str]:
         with self._lock:
