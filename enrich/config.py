@@ -100,7 +100,9 @@ class RunConfig:
             "temporal": dataclasses.asdict(self.temporal),
             "audit": dataclasses.asdict(self.audit),
         }
-        own = {name: _hash({**sampling, name: stage(name)}) for name in self.stages if REGISTRY[name].table}
+        # windows within shots follow the cut threshold
+        cuts = {"cut_threshold": self.temporal.cut_threshold}
+        own = {name: _hash({**sampling, **cuts, name: stage(name)}) for name in self.stages if REGISTRY[name].table}
         return {"frames": _hash(frames), **own}
 
     def to_flat(self) -> dict[str, Any]:

@@ -45,24 +45,46 @@ class Window:
     frames: np.ndarray  # int64 [k], indices in the stream, sorted
 
 
-def windows(timestamps: np.ndarray, sampled: np.ndarray, seconds: float, k: int, end_s: float) -> list[Window]:
-    """The windows of `seconds` (from the clip's first frame) that hold a sampled frame, each with
-    the frames nearest to k evenly spaced times within it (all of them when it has k or fewer).
-    The last window ends at `end_s` (the clip's duration) if that comes first."""
+def windows(
+    timestamps: np.ndarray,
+    sampled: np.ndarray,
+    seconds: float,
+    k: int,
+    end_s: float,
+    shots: np.ndarray | None = None,
+) -> list[Window]:
+    """The windows of `seconds` that hold a sampled frame, each with the frames nearest to k evenly
+    spaced times within it (all of them when it has k or fewer). Windows run from the clip's first
+    frame; with `shots` (the shot of each sampled frame, from 0), from each shot's first sampled
+    frame instead, and a window never crosses into the next shot. The last window ends at `end_s`
+    (the clip's duration, or the next shot's start) if that comes first."""
     timestamps = np.asarray(timestamps, dtype=np.float64)
     if not len(sampled):
         return []
-    t0 = timestamps[0]
-    ids = np.floor((timestamps[sampled] - t0) / seconds + 1e-9).astype(np.int64)
+    shots = np.zeros(len(sampled), dtype=np.int64) if shots is None else np.asarray(shots)
+    starts = np.flatnonzero(np.r_[True, shots[1:] != shots[:-1]])
     found = []
-    for row in np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]):
-        start = t0 + ids[row] * seconds
-        end = max(min(start + seconds, end_s), timestamps[sampled[row]] + 1e-6)
+    for i, first in enumerate(starts):
+        last = starts[i + 1] if i + 1 < len(starts) else len(sampled)
+        t0 = timestamps[0] if first == 0 else timestamps[sampled[first]]
+        until = end_s if last == len(sampled) else float(timestamps[sampled[last]])
+        found += _windows_in(timestamps, sampled, first, last, t0, until, seconds, k)
+    return found
+
+
+def _windows_in(timestamps, sampled, first: int, last: int, t0: float, until: float, seconds: float, k: int):
+    """The windows of the sampled rows first..last-1, gridded from t0 and ending by `until`."""
+    ids = np.floor((timestamps[sampled[first:last]] - t0) / seconds + 1e-9).astype(np.int64)
+    found = []
+    for offset in np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]):
+        row = first + int(offset)
+        start = t0 + ids[offset] * seconds
+        end = max(min(start + seconds, until), timestamps[sampled[row]] + 1e-6)
         inside = np.flatnonzero((timestamps >= start - 1e-9) & (timestamps < end))
         if len(inside) <= k:  # a window with k frames or fewer: all of them
             picked = inside
         else:
             targets = start + (np.arange(k) + 0.5) * (end - start) / k
             picked = np.unique(inside[np.abs(timestamps[inside][None, :] - targets[:, None]).argmin(axis=1)])
-        found.append(Window(int(row), float(start), float(end), picked.astype(np.int64)))
+        found.append(Window(row, float(start), float(end), picked.astype(np.int64)))
     return found

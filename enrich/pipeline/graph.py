@@ -44,6 +44,7 @@ def stage_plans(
     cpus = task_cpus(sizing, shape)
     pairs = any(s.reads_pairs for s in stages.values())
     windows = next((s.windows(cfg.section(n)) for n, s in stages.items() if s.windows), None)
+    shots = cfg.temporal.cut_threshold if windows and windows[2] else None
     # A decoder that crashes its worker is retried twice, then its clip is reported failed
     # (Ray's default is to retry forever). This also keeps decoding out of the model actors.
     plans = [
@@ -54,7 +55,8 @@ def stage_plans(
                 max_frames=cfg.max_frames_per_clip,
                 pairs=pairs,
                 decoder=cfg.decoder,
-                windows=windows,
+                windows=windows[:2] if windows else None,
+                shots=shots,
                 frames=frames,
             ),
             num_cpus=cpus,

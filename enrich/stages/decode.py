@@ -11,6 +11,9 @@ are later split into blocks, batches or actors.
 With `windows=(seconds, k)`, the first sampled frame of every window of `seconds` also carries
 `window_frames`, k frames spread over the window (shrunk to `WINDOW_SIDE`), and the window's span
 (`window_start_s`, `window_end_s`; NaN on the other rows): what a captioning stage looks at.
+With `shots` (a cut threshold), windows follow the clip's shots: decode first reads the sampled
+frames once to find the cuts, exactly as the commit finds each frame's `segment` (the same
+thumbnails and `enrich.ops.temporal.segments_from_cuts`), and no window crosses one.
 With `frames=False` as well, only the windows' rows are emitted, without their frames: what a run
 that redoes captions alone needs (`enrich.plan`), at the cost of decoding the windows' frames only.
 """
@@ -49,6 +52,7 @@ class Decode(Stage):
         pairs: bool = False,
         decoder: str = "decord",
         windows: tuple[float, int] | None = None,
+        shots: float | None = None,
         frames: bool = True,
         drop=(),
     ):
@@ -56,7 +60,7 @@ class Decode(Stage):
         if not frames and (pairs or not windows):
             raise ValueError("decode without frames emits windows only: it needs windows, and no pairs")
         self.fps, self.max_frames, self.chunk, self.pairs, self.decoder = fps, max_frames, chunk, pairs, decoder
-        self.windows, self.frames = windows, frames
+        self.windows, self.shots, self.frames = windows, shots, frames
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         yield_to_models(self.nice)
@@ -76,7 +80,8 @@ class Decode(Stage):
                 if self.windows:
                     seconds, k = self.windows
                     end = _covered(clip.timestamps, self.fps, indices, info.duration_s)
-                    spans = {w.row: w for w in windows(clip.timestamps, indices, seconds, k, end)}
+                    shots = _shots(clip, indices, self.shots, self.chunk) if self.shots else None
+                    spans = {w.row: w for w in windows(clip.timestamps, indices, seconds, k, end, shots)}
                     window_frames = _frames_in_order(clip, [w.frames for w in spans.values()])
                 if not self.frames:
                     for rows in _window_only_rows(clip_id, uri, clip, indices, list(spans.values()), window_frames):
@@ -117,6 +122,22 @@ def _covered(timestamps: np.ndarray, fps: float | None, indices: np.ndarray, dur
     sampling short, where the first sampled frame it dropped starts (windows stop there)."""
     every = sample_indices(timestamps, fps, None)
     return duration_s if len(indices) >= len(every) else float(timestamps[every[len(indices)]])
+
+
+def _shots(clip, indices: np.ndarray, threshold: float, chunk: int) -> np.ndarray:
+    """The shot of each sampled frame, found as the commit finds `segment`: from the stored
+    thumbnails' signatures (one pass over the sampled frames, a chunk at a time)."""
+    from enrich.ops.temporal import segments_from_cuts, signature
+    from enrich.stages.audit import thumbnail
+    from enrich.stages.temporal import thumb_rgb
+
+    info = clip.info
+    signatures = [
+        signature(thumb_rgb(thumbnail(frame)))
+        for c in clip.chunks(indices, max(1, min(chunk, CHUNK_BYTES // (info.width * info.height * 3))))
+        for frame in c.frames
+    ]
+    return segments_from_cuts(signatures, threshold)[0]
 
 
 def _frames_in_order(clip, windows: list[np.ndarray]):

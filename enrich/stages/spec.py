@@ -115,8 +115,9 @@ class ModelStage:
     flags: tuple[Flag, ...] = ()  # `--STAGE-model` and the rest of the stage's own flags
     clip_columns: tuple[Column, ...] = ()  # per clip, in clips/
     reads_pairs: bool = False  # needs each frame's successor (decode then emits `next_frame`)
-    # section config -> (seconds, k): needs windows of the clip (decode then emits `window_frames`)
-    windows: Callable[[Any], tuple[float, int]] | None = None
+    # section config -> (seconds, k, within shots): needs windows of the clip (decode then emits
+    # `window_frames`); within shots, no window crosses a scene cut
+    windows: Callable[[Any], tuple[float, int, bool]] | None = None
     # A table of the stage's own (OUTPUT/TABLE/, a file per clip) instead of columns of frames/: its
     # rows are the frames the stage wrote a value for. Nothing else reads what such a stage writes, so
     # it is hashed on its own: a change of its settings, or adding it to a catalogue, redoes it alone.

@@ -78,7 +78,7 @@ class FinishClip:
             for row, value in zip(rows, summary[name].combine_chunks(), strict=True):
                 row[name] = value.values.to_numpy() if value.is_valid else None
         n = len(rows)
-        signatures = [ops.signature(_thumb(r["thumb_jpeg"])) for r in rows]
+        signatures = [ops.signature(thumb_rgb(r["thumb_jpeg"])) for r in rows]
         segments, cut_distance = ops.segments_from_cuts(signatures, self.temporal.cut_threshold)
         audits = [dict(r["audit"] or {}) for r in rows]
         flags = [dict(r["flags"] or {}) for r in rows]
@@ -114,7 +114,8 @@ class FinishClip:
         return columns, figures
 
 
-def _thumb(data: bytes | None) -> np.ndarray:
+def thumb_rgb(data: bytes | None) -> np.ndarray:
+    """A stored thumbnail (`thumb_jpeg`) as RGB: what shots are found from."""
     if not data:
         return np.zeros((1, 1, 3), dtype=np.uint8)
     with Image.open(io.BytesIO(data)) as img:

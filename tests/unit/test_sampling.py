@@ -65,3 +65,18 @@ def test_caption_windows_with_few_frames_and_sparse_sampling():
     assert [(w.row, w.start_s) for w in found] == [(0, 0.0), (2, 5.0)]
     assert found[0].frames.tolist() == [0, 1] and found[1].frames.tolist() == [2, 3]  # fewer than k: each once
     assert windows(ts, np.zeros(0, dtype=np.int64), 5.0, 4, end_s=8.0) == []
+
+
+def test_caption_windows_within_shots_restart_at_each_cut_and_never_cross_one():
+    from enrich.ops.sampling import windows
+
+    ts = np.arange(0, 12, 1 / 30)
+    sampled = sample_indices(ts, 1.0, None)  # a frame a second
+    shots = np.array([0] * 7 + [1] * 5)  # a cut before the frame at 7 s
+    found = windows(ts, sampled, 5.0, 4, end_s=12.0, shots=shots)
+    assert [(w.row, w.start_s, w.end_s) for w in found] == [(0, 0.0, 5.0), (5, 5.0, 7.0), (7, 7.0, 12.0)]
+    assert all(ts[w.frames].max() < w.end_s for w in found)
+    one_shot = windows(ts, sampled, 5.0, 4, end_s=12.0, shots=np.zeros(12))
+    assert [(w.row, w.frames.tolist()) for w in one_shot] == [
+        (w.row, w.frames.tolist()) for w in windows(ts, sampled, 5.0, 4, end_s=12.0)
+    ]

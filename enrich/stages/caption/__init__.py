@@ -5,7 +5,8 @@ clip from a few of its frames, as one stage.
   model.py   the model code (torch, transformers): chat template, processor, greedy `generate`
 
 Windows are cut by decode (`enrich.stages.decode`, `windows=`): every `window_s` seconds from the
-clip's start, with `frames` frames spread over each. This module declares the stage (`STAGE`).
+start of each shot (or of the clip, with `shots` off), with `frames` frames spread over each. This
+module declares the stage (`STAGE`).
 
 Captions are a table of their own (OUTPUT/captions/, a row per window), hashed apart from the
 frames: a new prompt, window or model redoes the captions and leaves the depth, flow and pose alone.
@@ -40,6 +41,7 @@ class CaptionConfig(StageConfig):
     model: str = DEFAULT_MODEL  # hub id, local save_pretrained folder, s3:// prefix, or random:qwen3-vl-tiny
     window_s: float = 5.0  # one caption per this many seconds of the clip
     frames: int = 4  # frames the model sees per window, spread evenly over it
+    shots: bool = True  # windows follow the clip's shots (decode reads the sampled frames once more to find them)
     prompt: str = DEFAULT_PROMPT
     max_new_tokens: int = 128
 
@@ -51,6 +53,7 @@ class CaptionConfig(StageConfig):
             positive(getattr(self, key), flag, int)
         check(isinstance(self.prompt, str) and bool(self.prompt.strip()), "--caption-prompt must not be empty")
         check(not self.compile, "--caption-compile is not supported yet")
+        check(isinstance(self.shots, bool), f"caption_shots must be true or false, got {self.shots!r}")
 
     def output_fields(self) -> dict:
         """As every stage's, but `auto` is hashed as itself: greedy text under bf16 may differ word
@@ -72,7 +75,7 @@ STAGE = ModelStage(
         model=refs["model"], prompt=cfg.prompt, max_new_tokens=cfg.max_new_tokens, precision=cfg.precision
     ),
     default_batch=DEFAULT_BATCH_SIZE,
-    windows=lambda cfg: (float(cfg.window_s), int(cfg.frames)),
+    windows=lambda cfg: (float(cfg.window_s), int(cfg.frames), bool(cfg.shots)),
     table="captions",
     columns=(
         Column("caption_start_s", pa.float64(), "where the window starts, in seconds of the clip", empty_is_null=True),
@@ -98,6 +101,13 @@ STAGE = ModelStage(
             f"random:qwen3-vl-tiny for smoke runs (default: {DEFAULT_MODEL})",
         ),
         Flag("--caption-window", "window_s", "seconds of clip per caption (default: 5)", dict(type=float)),
+        Flag(
+            "--caption-across-cuts",
+            "shots",
+            "windows run from the clip's start across scene cuts, saving a second decode of the sampled frames "
+            "(default: each shot's windows start with the shot)",
+            dict(action="store_false"),
+        ),
         Flag("--caption-frames", "frames", "frames the model sees per window (default: 4)", dict(type=int)),
         Flag("--caption-prompt", "prompt", "the instruction (default: actors, objects, actions, camera motion)"),
         Flag("--caption-max-new-tokens", "max_new_tokens", "longest caption, in tokens (default: 128)", dict(type=int)),
