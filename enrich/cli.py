@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
     query = commands.add_parser(
         "query",
-        help="SQL over a manifest's tables `frames` and `clips` (DuckDB; local or s3://)",
+        help="SQL over a manifest's tables `frames`, `captions` and `clips` (DuckDB; local or s3://)",
         epilog="exit codes: 0 ok, 2 not a manifest, SQL that does not parse or names a missing column",
     )
     query.add_argument("output", metavar="OUTPUT")

@@ -185,8 +185,15 @@ def operator_lines(prep: Prepared) -> list[str]:
     resources and the columns it reads and writes. Against a cluster (`--address`) the pools are
     sized when the run starts, so the plan shows them for this machine and says so."""
     where = "this machine" if not prep.cfg.address else f"this machine (the run sizes them on {prep.cfg.address})"
-    try:
-        plans = stage_plans(prep, local_shape(), staging="")
-    except UsageError as exc:  # e.g. --STAGE-gpus for a GPU cluster, planned from a laptop
-        return [f"operators: sized when the run starts ({exc})"]
-    return [f"operators, sized for {where}:"] + [f"  {p.describe()}" for p in plans]
+    stages = prep.cfg.stages
+    groups = [(g[0], g[1], len(g[2])) for g in prep.plan.groups(stages)] or [(stages, True, 0)]
+    lines = []
+    for names, whole, n in groups:
+        alone = "" if whole else f" for the {n} clip{'' if n == 1 else 's'} redone for {'+'.join(names)} alone"
+        try:
+            plans = stage_plans(prep, local_shape(), "", names, whole)
+        except UsageError as exc:  # e.g. --STAGE-gpus for a GPU cluster, planned from a laptop
+            lines.append(f"operators{alone}: sized when the run starts ({exc})")
+            continue
+        lines += [f"operators{alone}, sized for {where}:"] + [f"  {p.describe()}" for p in plans]
+    return lines

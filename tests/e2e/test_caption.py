@@ -51,6 +51,9 @@ def test_depth_and_captions_in_one_pass_queryable_in_sql(run, fixtures_dir, tmp_
     new_prompt = [*options, "--caption-prompt", "who?"]
     code, stdout, err = run(clips, out, "--stages", "depth,caption", *models, *new_prompt, "--plan")
     assert code == 0 and "2 to process (2 config), 2 for caption only" in stdout, stdout + err
+    lines = stdout.splitlines()
+    graph = lines.index("operators for the 2 clips redone for caption alone, sized for this machine:")
+    assert [line.split()[0] for line in lines[graph + 1 :]] == ["decode", "caption", "write"]
     code, stdout, err = run(clips, out, "--stages", "depth,caption", *models, *new_prompt)
     assert code == 0 and "2 clips ok" in stdout and "2 of them redone for caption alone" in stdout, stdout + err
     assert "loading 1 model (caption) for 2 clips (caption only)" in err
