@@ -17,18 +17,27 @@ def last_run(output: str) -> dict | None:
     return json.loads(storage.read_bytes(configs[-1])) if configs else None
 
 
+def _stale(run: dict | None) -> str:
+    """SQL: the clip was made with other settings than the last run's, for a part that run made
+    (`clips.hashes`; a part that failed with them is not stale but failed)."""
+    hashes = (run or {}).get("hashes") or {"": str((run or {}).get("config_hash", ""))}
+    if not all(re.fullmatch(r"[0-9a-f]*", h) and re.fullmatch(r"[a-z_]*", p) for p, h in hashes.items()):
+        return "true"  # they go into SQL: only ever hex digests and part names
+    if "" in hashes:  # a run from before parts were hashed
+        return f"config_hash <> '{hashes['']}'"
+    return " OR ".join(f"coalesce(hashes.{p}, '') NOT IN ('{h}', '!{h}')" for p, h in hashes.items())
+
+
 def status_lines(output: str) -> list[str]:
     output = storage.normalize(output)
     run = None
     with storage.s3_errors(output):
         run = last_run(output)
     current = str(run.get("config_hash", "")) if run else ""
-    if not re.fullmatch(r"[0-9a-f]*", current):  # it goes into SQL below: only ever a hex digest
-        current = ""
     clips = query(
         output,
         f"""SELECT count(*) AS clips, count(*) FILTER (status = 'ok') AS ok, count(*) FILTER (status <> 'ok') AS failed,
-                  count(*) FILTER (config_hash <> '{current}') AS stale, coalesce(sum(n_frames), 0) AS frames
+                  count(*) FILTER ({_stale(run)}) AS stale, coalesce(sum(n_frames), 0) AS frames
            FROM clips""",
     ).to_pylist()[0]
     rates = ", ".join(f"avg(CAST(flags.{n} AS DOUBLE)) AS {n}" for n in FLAG_NAMES)

@@ -134,6 +134,7 @@ def config_record(prep: Prepared) -> dict:
     return {
         "run_id": prep.run_id,
         "config_hash": prep.config_hash,
+        "hashes": prep.hashes,
         "models": prep.model_ids,
         "licences": licences.run_licences(prep.model_specs),
         "plan": prep.plan.describe(),

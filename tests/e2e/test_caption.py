@@ -71,6 +71,8 @@ def test_depth_and_captions_in_one_pass_queryable_in_sql(run, fixtures_dir, tmp_
     code, stdout, err = run(clips, out, "--stages", "depth", *models[:2], "--fps", 1)
     assert code == 0 and "0 clips ok, 0 failed, 2 up to date" in stdout, stdout + err
     assert len(query_json(capsys, out, sql)) == len(found)
+    assert main(["status", str(out)]) == 0  # up to date for that run's parts, though their config_hash differs
+    assert "0 clips were made with another config" in capsys.readouterr().out
 
 
 def query_json(capsys, out, sql: str) -> list[dict]:
