@@ -80,12 +80,6 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     groups = [(stages, whole, clips, stage_plans(prep, shape, staging, stages, whole))
               for stages, whole, clips in prep.plan.groups(cfg.stages)]  # fmt: skip
     nice = max(p.nice for g in groups for p in g[3])  # commits are CPU tasks too
-    for stages, whole, clips, plans in groups:
-        if verbose:
-            for p in plans:
-                log(f"stage {p.describe()}")
-        log(f"loading {len(stages)} model{'s' if len(stages) > 1 else ''} ({', '.join(stages)}) "
-            f"for {_clips(len(clips))}{'' if whole else ' (' + '+'.join(stages) + ' only)'}")  # fmt: skip
     by_id = {c.clip_id: c for c in prep.plan.todo}
     previous = prep.previous
     committer = ray.remote(num_cpus=0.25, max_retries=3)(commit.commit_clip)
@@ -132,6 +126,10 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     outage: InfrastructureError | None = None
     try:
         for stages, whole, clips, plans in groups:  # one Ray Data pass per group, in turn
+            for p in plans if verbose else ():
+                log(f"stage {p.describe()}")
+            log(f"loading {len(stages)} model{'s' if len(stages) > 1 else ''} ({', '.join(stages)}) "
+                f"for {_clips(len(clips))}{'' if whole else ' (' + '+'.join(stages) + ' only)'}")  # fmt: skip
             ds = build_dataset(clips, plans)
             batches = ds.iter_batches(batch_size=None, batch_format="pyarrow")
             for batch in _guarded(_model_load_errors(batches)):
