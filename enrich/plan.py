@@ -59,6 +59,11 @@ class ClipPlan:
             out.append(f"  ... and {len(self.todo) - SHOWN} more")
         return out
 
+    def renewed(self, clip_id: str) -> bool:
+        """Whether the clip is redone from scratch (new, changed or forced), so that any part of it
+        this run does not redo is stale."""
+        return self.reasons.get(clip_id) in ("new", "changed", "forced")
+
     def groups(self, stages: tuple[str, ...]) -> list[tuple[tuple[str, ...], bool, list[Clip]]]:
         """The clips to process as (stages, with frames, clips): first the clips redone whole with
         every stage of the run, then those redone for some stages alone, by stage set."""

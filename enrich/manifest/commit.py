@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from enrich import storage
 from enrich.manifest.layout import clip_file, clip_parts, clips_file, frames_file
-from enrich.manifest.schema import CLIPS, FRAMES, TABLES
+from enrich.manifest.schema import CLIPS, FRAMES, TABLE_KEY, TABLES
 from enrich.runtime import yield_to_models
 
 ROW_GROUP_FRAMES = 32  # keeps reads of a few frames from pulling a whole clip ...
@@ -80,7 +80,7 @@ def _publish_table(target: str, table: str, parts: _Parts) -> None:
     order, as one file. These tables are small (a caption per window), so they are read whole."""
     schema = TABLES[table]
     found = pa.concat_tables(parts.file(p).read(columns=schema.names).cast(schema) for p in range(len(parts)))
-    found = found.filter(pc.is_valid(found[schema.names[3]]))
+    found = found.filter(pc.is_valid(found[schema.names[len(TABLE_KEY)]]))  # the stage's first column
     found = found.take(pc.sort_indices(found, sort_keys=[("frame_index", "ascending")]))
     with storage.atomic_output(target) as out:
         pq.write_table(found, out, compression="snappy")

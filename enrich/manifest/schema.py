@@ -68,13 +68,12 @@ FRAMES = pa.schema(
 )
 
 # The tables of stages that keep their own (`ModelStage.table`): a row per frame the stage wrote a
-# value for, keyed like frames.
+# value for (in its first column), keyed like frames.
+TABLE_KEY = (("clip_id", pa.string()), ("frame_index", pa.int64()), ("timestamp_s", pa.float64()))
 TABLES: dict[str, pa.Schema] = {
     stage.table: pa.schema(
         [
-            ("clip_id", pa.string()),
-            ("frame_index", pa.int64()),
-            ("timestamp_s", pa.float64()),
+            *TABLE_KEY,
             *stage.fields,
             (stage.model_column, pa.string()),
             ("run_id", pa.string()),

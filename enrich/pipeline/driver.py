@@ -98,18 +98,16 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
             if "warning" in figures:
                 summary.notes.append(figures.pop("warning")[:300])
             record(summary, clip_id, error, n)
-            progress = tracker.clips.get(clip_id)
             if clip_id in kept:
                 if not error:
-                    summary.alone["+".join(stages)] = summary.alone.get("+".join(stages), 0) + 1
+                    summary.alone["+".join(stages)] += 1
                 finished_rows.append(alone_row(kept[clip_id], by_id[clip_id], prep, stages, error))
             else:
-                finished_rows.append(clip_row(by_id[clip_id], progress, prep, n, error, figures))
+                finished_rows.append(clip_row(by_id[clip_id], tracker.clips.get(clip_id), prep, n, error, figures))
 
     def finish(clip_id: str, error: str | None, stages: tuple[str, ...], whole: bool) -> None:
         tables = tuple(t for t in (model_stage(n).table for n in stages) if t)
-        renewed = prep.plan.reasons[clip_id] in ("new", "changed", "forced")  # other tables are stale
-        withdraw = tuple(t for t in TABLES if t not in tables) if whole and renewed else ()
+        withdraw = tuple(t for t in TABLES if t not in tables) if whole and prep.plan.renewed(clip_id) else ()
         ref = committer.remote(
             cfg.output, staging, clip_id, error is None, finish_clip if whole else None, nice, whole, tables, withdraw
         )

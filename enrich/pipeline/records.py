@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ class RunSummary:
     seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    alone: dict[str, int] = field(default_factory=dict)  # "caption" -> clips redone for it alone, ok
+    alone: Counter = field(default_factory=Counter)  # "caption" -> clips redone for it alone, ok
 
     def lines(self) -> list[str]:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -114,9 +115,8 @@ def alone_row(last: dict, clip: Clip, prep: Prepared, stages: tuple[str, ...], e
 def _hashes(prep: Prepared, clip_id: str, done: dict[str, str], error: str | None) -> dict[str, str]:
     """A clip's part hashes after this run: those it redid (`done`; marked `!` when it failed), and the
     parts it kept, as they were (none when its content changed: what they were made from is gone)."""
-    last = prep.plan.previous_hashes.get(clip_id) or {}
-    renewed = prep.plan.reasons.get(clip_id) in ("new", "changed", "forced")
-    kept = {} if renewed else {part: h for part, h in last.items() if h is not None and part not in done}
+    last = {} if prep.plan.renewed(clip_id) else prep.plan.previous_hashes.get(clip_id) or {}
+    kept = {part: h for part, h in last.items() if h is not None and part not in done}
     return {**kept, **{part: FAILED + h if error else h for part, h in done.items()}}
 
 

@@ -75,12 +75,13 @@ class Decode(Stage):
                 info = clip.info
                 indices = sample_indices(clip.timestamps, self.fps, self.max_frames)
                 # At most CHUNK_BYTES of frames at once: 8 frames up to 1080p, 2 at 4K.
-                chunks = clip.chunks(indices, max(1, min(self.chunk, CHUNK_BYTES // (info.width * info.height * 3))))
+                size = max(1, min(self.chunk, CHUNK_BYTES // (info.width * info.height * 3)))
+                chunks = clip.chunks(indices, size)
                 spans, window_frames = {}, None
                 if self.windows:
                     seconds, k = self.windows
                     end = _covered(clip.timestamps, self.fps, indices, info.duration_s)
-                    shots = _shots(clip, indices, self.shots, self.chunk) if self.shots else None
+                    shots = _shots(clip, indices, self.shots, size) if self.shots else None
                     spans = {w.row: w for w in windows(clip.timestamps, indices, seconds, k, end, shots)}
                     window_frames = _frames_in_order(clip, [w.frames for w in spans.values()])
                 if not self.frames:
@@ -124,19 +125,14 @@ def _covered(timestamps: np.ndarray, fps: float | None, indices: np.ndarray, dur
     return duration_s if len(indices) >= len(every) else float(timestamps[every[len(indices)]])
 
 
-def _shots(clip, indices: np.ndarray, threshold: float, chunk: int) -> np.ndarray:
+def _shots(clip, indices: np.ndarray, threshold: float, size: int) -> np.ndarray:
     """The shot of each sampled frame, found as the commit finds `segment`: from the stored
-    thumbnails' signatures (one pass over the sampled frames, a chunk at a time)."""
+    thumbnails' signatures (one pass over the sampled frames, `size` frames at a time)."""
     from enrich.ops.temporal import segments_from_cuts, signature
     from enrich.stages.audit import thumbnail
     from enrich.stages.temporal import thumb_rgb
 
-    info = clip.info
-    signatures = [
-        signature(thumb_rgb(thumbnail(frame)))
-        for c in clip.chunks(indices, max(1, min(chunk, CHUNK_BYTES // (info.width * info.height * 3))))
-        for frame in c.frames
-    ]
+    signatures = [signature(thumb_rgb(thumbnail(frame))) for c in clip.chunks(indices, size) for frame in c.frames]
     return segments_from_cuts(signatures, threshold)[0]
 
 
