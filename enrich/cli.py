@@ -114,7 +114,34 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql", metavar="SQL")
     query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
     query.add_argument("--out", default=None, help="write to this file (local or s3://) instead of stdout")
+    query.add_argument(
+        "--as-of",
+        default=None,
+        metavar="VERSION|TIME",
+        help="read the manifest as it was: a clips-table version (a run's summary.json records its own), "
+        "or a time such as 2026-12-01T12:00:00Z (default: the latest)",
+    )
     query.set_defaults(func=cmd_query)
+    migrate = commands.add_parser(
+        "migrate",
+        help="upgrade a manifest written by an older enrich to Delta Lake tables, in place (copies no frames)",
+        epilog="exit codes: 0 upgraded or nothing to do, 2 not a manifest, or another run holds it",
+    )
+    migrate.add_argument("output", metavar="OUTPUT")
+    migrate.set_defaults(func=cmd_migrate)
+    compact = commands.add_parser(
+        "compact",
+        help="merge the clips table's small files and vacuum files the tables no longer name",
+        epilog="exit codes: 0 done, 2 not a manifest, or another run holds it",
+    )
+    compact.add_argument("output", metavar="OUTPUT")
+    compact.add_argument(
+        "--retention-hours",
+        type=int,
+        default=7 * 24,
+        help="keep removed files this long, so snapshots this recent stay readable (default: 168, 7 days)",
+    )
+    compact.set_defaults(func=cmd_compact)
     status = commands.add_parser(
         "status", help="clips ok / failed / stale, frames and flag rates of a manifest", epilog="exit codes: 0, 2"
     )
@@ -245,9 +272,30 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from enrich.query import query, write
 
-    text = write(query(args.output, args.sql), args.format, args.out)
+    text = write(query(args.output, args.sql, args.as_of), args.format, args.out)
     if text is not None:
         sys.stdout.write(text)
+    return errors.EXIT_OK
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from enrich import storage
+    from enrich.manifest import compact
+
+    output = storage.normalize(args.output)
+    if args.retention_hours < 0:
+        raise errors.UsageError("--retention-hours must be 0 or more")
+    with storage.s3_errors(output):
+        print(compact.run(output, args.retention_hours).line(output))
+    return errors.EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from enrich import storage
+    from enrich.manifest import migrate
+
+    with storage.s3_errors(args.output):
+        print(migrate.run(storage.normalize(args.output)))
     return errors.EXIT_OK
 
 

@@ -1,8 +1,10 @@
 """Querying manifests: SQL over the `frames`, `clips` and `captions` tables, local or s3://, with DuckDB.
 
-The tables are Arrow datasets (pyarrow's local or S3 filesystem, the standard AWS settings), so
-DuckDB pushes column selection and filters into the scan: a query that reads `clip_id` and
-`flags` never downloads the depth PNGs. From Python:
+Each table is opened at one version of its Delta log (`enrich.manifest.delta.snapshot`): the
+latest, or the one `as_of` names, so a query sees one consistent state of the manifest, and the
+same state again later. The tables are Arrow datasets of the files that version holds, so DuckDB
+pushes column selection and filters into the scan: a query that reads `clip_id` and `flags` never
+downloads the depth PNGs. From Python:
 
     from enrich.query import query
     table = query("s3://bucket/manifests", "SELECT clip_id, count(*) FROM frames GROUP BY 1")
@@ -13,40 +15,38 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
 from enrich import storage
 from enrich.errors import UsageError
+from enrich.manifest import delta
 from enrich.manifest.commit import require_manifest
 
 FORMATS = ("table", "csv", "json", "parquet")
 
 
-def datasets(output: str) -> dict[str, ds.Dataset]:
-    """The manifest's tables as Arrow datasets (nothing is read yet)."""
-    output = storage.normalize(output)
-    require_manifest(output)
-    fs, root = _filesystem(output)
+def datasets(output: str, as_of: str | int | None = None) -> tuple[dict[str, ds.Dataset], delta.Versions]:
+    """The manifest's tables as Arrow datasets at one snapshot (nothing is read yet), and its versions."""
     from enrich.manifest.schema import CLIPS, FRAMES, TABLES
 
-    out = {}
-    for name, schema in {"frames": FRAMES, "clips": CLIPS, **TABLES}.items():
-        folder = f"{root}/{name}"
-        if fs.get_file_info(folder).type == pafs.FileType.NotFound:  # e.g. captions that never ran
-            out[name] = ds.dataset(schema.empty_table())
-            continue
-        # Files of older manifest versions lack newer columns: the current schema reads them as nulls.
-        out[name] = ds.dataset(folder, schema=schema, format="parquet", filesystem=fs,
-                               exclude_invalid_files=False, ignore_prefixes=["_", "."])  # fmt: skip
-    return out
+    output = storage.normalize(output)
+    require_manifest(output)
+    with storage.s3_errors(output):
+        clips, versions = delta.snapshot(output, as_of)
+        out = {"clips": delta.dataset(output, clips, CLIPS)}
+        for name, schema in {"frames": FRAMES, **TABLES}.items():
+            version = versions.others.get(name)
+            table = delta.open_table(output, name, version) if version is not None else None
+            out[name] = ds.dataset(schema.empty_table()) if table is None else delta.dataset(output, table, schema)
+    return out, versions
 
 
-def query(output: str, sql: str) -> pa.Table:
-    """Run `sql` over the tables of the manifest at `output` (`frames`, `clips`, `captions`)."""
+def query(output: str, sql: str, as_of: str | int | None = None) -> pa.Table:
+    """Run `sql` over the tables of the manifest at `output` (`frames`, `clips`, `captions`), at
+    their latest version or at `as_of` (a clips-table version, or a time: `enrich.manifest.delta`)."""
     import duckdb
 
     con = duckdb.connect()
-    for name, dataset in datasets(output).items():
+    for name, dataset in datasets(output, as_of)[0].items():
         con.register(name, dataset)
     try:
         return con.sql(sql).to_arrow_table()
@@ -117,21 +117,3 @@ def _json_default(value):
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
     return str(value)
-
-
-def _filesystem(output: str):
-    if not storage.is_s3(output):
-        return pafs.LocalFileSystem(), output
-    import os
-
-    bucket, key = storage.split_s3(output)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    kwargs = {}
-    if endpoint:
-        scheme, _, host = endpoint.partition("://")
-        kwargs = {"endpoint_override": host or scheme, "scheme": scheme if host else "https"}
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
-        kwargs["region"] = region
-    # Credentials: pyarrow's S3 client follows the standard AWS chain (environment, profile, role).
-    return pafs.S3FileSystem(**kwargs), f"{bucket}/{key}".rstrip("/")

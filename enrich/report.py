@@ -39,7 +39,7 @@ IMAGE_COLUMNS = ["clip_id", "frame_index", "thumb_jpeg", "depth_png", "depth_sca
 
 
 def build_report(output: str) -> str:
-    tables = datasets(output)  # the manifest's own schema: older files read with nulls for newer columns
+    tables, _ = datasets(output)  # the manifest's own schema: older files read with nulls for newer columns
     clips = tables["clips"].to_table().sort_by("clip_id").to_pylist()
     ok = [c["clip_id"] for c in clips if c["status"] == "ok"]
     frames = tables["frames"].to_table(columns=SMALL_COLUMNS, filter=pc.field("clip_id").isin(ok)).to_pylist()

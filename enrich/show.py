@@ -16,19 +16,19 @@ from PIL import Image
 
 from enrich import storage
 from enrich.errors import UsageError
+from enrich.manifest import delta
 from enrich.manifest.commit import require_manifest
-from enrich.manifest.layout import frames_file
 from enrich.ops import visual
 
 
 def frame_row(output: str, clip_id: str, frame_index: int) -> dict:
     require_manifest(output)
-    uri = frames_file(output, clip_id)
-    if not storage.exists(uri):
+    uris = delta.clip_files(output, "frames", [clip_id])
+    if not uris:
         raise UsageError(
             f"no frames of clip {clip_id!r} in {output} (see: enrich query {output} 'SELECT * FROM clips')"
         )
-    table = pq.read_table(storage.read_arrow(uri))
+    table = pq.read_table(storage.read_arrow(uris[clip_id]))
     rows = table.filter(pc.equal(table["frame_index"], frame_index)).to_pylist()
     if not rows:
         have = table["frame_index"].to_pylist()

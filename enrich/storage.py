@@ -67,12 +67,20 @@ RETRIES = {"mode": "standard", "total_max_attempts": 5}  # unless AWS_RETRY_MODE
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 5, 60
 
 
-@functools.cache
 def s3_client():
-    """One client per process; boto3 reads the standard AWS settings from the environment. Failed
-    calls are retried by botocore's own retry handler: its `standard` mode (exponential backoff with
-    jitter, on throttling, 5xx and connection errors) with 5 attempts in all, unless the standard
-    AWS_RETRY_MODE / AWS_MAX_ATTEMPTS settings (or the profile's) choose others."""
+    """One client per process (a forked DataLoader worker makes its own); boto3 reads the standard
+    AWS settings from the environment. Failed calls are retried by botocore's own retry handler:
+    its `standard` mode (exponential backoff with jitter, on throttling, 5xx and connection errors)
+    with 5 attempts in all, unless the standard AWS_RETRY_MODE / AWS_MAX_ATTEMPTS settings (or the
+    profile's) choose others."""
+    return _client(os.getpid())
+
+
+s3_client.cache_clear = lambda: _client.cache_clear()  # a new client on the next call (the tests' proxy)
+
+
+@functools.cache
+def _client(pid: int):
     import boto3
     from botocore.config import Config
 
@@ -104,10 +112,24 @@ def unreachable(exc: BaseException) -> str | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, lost):
+        if isinstance(exc, lost) or _unreachable_text(exc):
             return f"cannot reach {endpoint()}"
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
     return None
+
+
+# How the errors that carry no botocore exception say it: `s3_errors`' own line (raised in a Ray
+# task, whose pickled error keeps no context), and delta-rs' object store (its commits and reads).
+UNREACHABLE_TEXT = ("cannot reach ", "error sending request", "tcp connect error", "connection refused")
+
+
+def _unreachable_text(exc: BaseException) -> bool:
+    from enrich.errors import UsageError
+
+    text = str(exc).lower()
+    if isinstance(exc, UsageError):
+        return text.startswith(UNREACHABLE_TEXT[0])
+    return any(t in text for t in UNREACHABLE_TEXT[1:])
 
 
 def describe_s3_error(exc: Exception, uri: str) -> str:

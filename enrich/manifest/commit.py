@@ -1,15 +1,15 @@
-"""Turning staged parts into what readers see, one clip at a time.
+"""Turning a clip's staged parts into its files of the manifest's tables, one clip at a time.
 
-A clip's frames live in exactly one file, frames/KK/KEY.parquet. Committing writes that file in one
-atomic step (replacing any older version), so a reader sees a clip's old rows or its new rows,
-never both and never half. A stage with a table of its own (captions) has a file per clip there,
-written the same way, and may be committed alone (`frames=False`). The clips table is one file,
-replaced atomically at checkpoints.
+A clip's frames live in one file of the frames table (`layout.clip_path`), a new one each run. A
+stage with a table of its own (captions) has a file per clip there too, and may be redone alone
+(`frames=False`). Writing a file publishes nothing: readers see it once the driver commits it to
+the table's log with the clip's clips row (`enrich.manifest.publish`), and the commit removes the
+clip's older file from the table in the same step.
 """
 
 from __future__ import annotations
 
-import io
+import json
 from collections import OrderedDict
 from datetime import UTC, datetime
 
@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from enrich import storage
-from enrich.manifest.layout import clip_file, clip_parts, clips_file, frames_file
+from enrich.manifest.layout import clip_parts, clip_path, legacy_clips_file, table_dir
 from enrich.manifest.schema import CLIPS, FRAMES, TABLE_KEY, TABLES
 from enrich.runtime import yield_to_models
 
@@ -29,61 +29,74 @@ UNCOMPRESSED = ("depth_png", "flow_png", "thumb_jpeg")
 COMPRESSION = {name: "none" if name in UNCOMPRESSED else "snappy" for name in FRAMES.names}
 
 
-def table_bytes(table: pa.Table, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, **kwargs)
-    return buffer.getvalue()
-
-
-def commit_clip(
+def write_clip(
     output: str,
     staging: str,
     clip_id: str,
+    run_id: str,
     ok: bool,
     finish=None,
     nice: int = 0,
     frames: bool = True,
     tables: tuple[str, ...] = (),
     withdraw: tuple[str, ...] = (),
-) -> tuple[int, dict]:
-    """Publish a finished clip (or withdraw a failed one's old rows): its frames file unless
-    `frames` is False, and its file in each of `tables`; `withdraw`: tables whose file for the clip
-    is removed (a stage that did not run, on content that changed).
+) -> tuple[int, dict, dict[str, dict | None]]:
+    """Write a finished clip's files: in frames unless `frames` is False, and in each of `tables`;
+    a failed clip (`ok` False) writes none, and its files in those tables are to be removed, as are
+    those in `withdraw` (a stage that did not run, on content that changed).
 
     `finish(summary) -> (columns, figures)` sees the clip's small per-frame columns (`finish.reads`)
     whole and in frame order, and returns the columns it rewrites (`enrich.stages.temporal`). The
-    large columns are streamed from the staged parts into the published file a row group at a time,
-    so memory is bounded by a row group, not by the clip. Returns the frames published and the
-    figures. `nice`: see `enrich.runtime.yield_to_models`."""
+    large columns are streamed from the staged parts into the file a row group at a time, so memory
+    is bounded by a row group, not by the clip. Returns the frames written, the figures, and per
+    table the file to add (`enrich.manifest.publish.FileAdd` fields), or None: remove the clip's
+    file there. `nice`: see `enrich.runtime.yield_to_models`."""
     yield_to_models(nice)
     parts_prefix = clip_parts(staging, clip_id)
     uris = storage.list_uris(parts_prefix)
-    target = frames_file(output, clip_id)
     rows, figures = 0, {}
+    files: dict[str, dict | None] = {name: None for name in (("frames",) if frames else ()) + tables + withdraw}
     if ok and uris:
+        path = clip_path(clip_id, run_id)
         with _Parts(uris) as parts:
             if frames:
-                rows, figures = _publish(target, parts, finish, clip_id)
+                target = storage.join(table_dir(output, "frames"), path)
+                rows, figures, files["frames"] = _publish(target, parts, finish, clip_id)
+                files["frames"]["path"] = path
             for table in tables:
-                _publish_table(clip_file(output, table, clip_id), table, parts)
-    else:
-        for uri in ([target] if frames else []) + [clip_file(output, t, clip_id) for t in tables]:
-            storage.delete(uri)
-    for table in withdraw:
-        storage.delete(clip_file(output, table, clip_id))
+                files[table] = _publish_table(storage.join(table_dir(output, table), path), table, parts, clip_id)
+                if files[table] is not None:
+                    files[table]["path"] = path
     storage.delete_prefix(parts_prefix)
-    return rows, figures
+    return rows, figures, files
 
 
-def _publish_table(target: str, table: str, parts: _Parts) -> None:
+def file_stats(clip_id: str, frames: list[int]) -> str:
+    """The Delta `stats` of a per-clip file: what lets readers and commits skip it by clip."""
+    return json.dumps(
+        {
+            "numRecords": len(frames),
+            "minValues": {"clip_id": clip_id, "frame_index": min(frames)},
+            "maxValues": {"clip_id": clip_id, "frame_index": max(frames)},
+            "nullCount": {"clip_id": 0, "frame_index": 0},
+        }
+    )
+
+
+def _publish_table(target: str, table: str, parts: _Parts, clip_id: str) -> dict | None:
     """The clip's rows of a stage's own table (those with a value in its first column), in frame
-    order, as one file. These tables are small (a caption per window), so they are read whole."""
+    order, as one file (None when it has none). These tables are small (a caption per window), so
+    they are read whole."""
     schema = TABLES[table]
     found = pa.concat_tables(parts.file(p).read(columns=schema.names).cast(schema) for p in range(len(parts)))
     found = found.filter(pc.is_valid(found[schema.names[len(TABLE_KEY)]]))  # the stage's first column
     found = found.take(pc.sort_indices(found, sort_keys=[("frame_index", "ascending")]))
+    if not found.num_rows:
+        return None
     with storage.atomic_output(target) as out:
         pq.write_table(found, out, compression="snappy")
+        size = out.tell()
+    return {"size": size, "stats": file_stats(clip_id, found["frame_index"].to_pylist())}
 
 
 class _Parts:
@@ -127,7 +140,7 @@ class _Parts:
         return metadata.total_byte_size // max(1, metadata.num_rows)
 
 
-def _publish(target: str, parts: _Parts, finish, clip_id: str) -> tuple[int, dict]:
+def _publish(target: str, parts: _Parts, finish, clip_id: str) -> tuple[int, dict, dict]:
     where, summaries = [], []  # every staged row, in frame order: (frame_index, part, row group, row in it)
     reads = ["frame_index", *(finish.reads if finish is not None else ())]
     for p in range(len(parts)):
@@ -147,14 +160,16 @@ def _publish(target: str, parts: _Parts, finish, clip_id: str) -> tuple[int, dic
         except Exception as exc:  # the clip's rows are good: publish them as they are, and say why
             reason = f"{type(exc).__name__}: {exc}"
             figures = {"warning": f"{clip_id}: clip-level step failed, rows kept as computed ({reason})"}
-    with storage.atomic_output(target) as out, pq.ParquetWriter(out, FRAMES, compression=COMPRESSION) as writer:
-        for start, stop in _row_groups(where, parts):
-            group = pa.concat_tables(parts.row(*where[i][1:]) for i in range(start, stop))
-            for name, values in columns.items():
-                i = group.schema.get_field_index(name)
-                group = group.set_column(i, group.schema.field(name), values.slice(start, stop - start))
-            writer.write_table(group, row_group_size=group.num_rows)
-    return len(where), figures
+    with storage.atomic_output(target) as out:
+        with pq.ParquetWriter(out, FRAMES, compression=COMPRESSION) as writer:
+            for start, stop in _row_groups(where, parts):
+                group = pa.concat_tables(parts.row(*where[i][1:]) for i in range(start, stop))
+                for name, values in columns.items():
+                    i = group.schema.get_field_index(name)
+                    group = group.set_column(i, group.schema.field(name), values.slice(start, stop - start))
+                writer.write_table(group, row_group_size=group.num_rows)
+        size = out.tell()
+    return len(where), figures, {"size": size, "stats": file_stats(clip_id, [w[0] for w in where])}
 
 
 def _row_groups(where: list[tuple], parts: _Parts):
@@ -172,19 +187,26 @@ def _row_groups(where: list[tuple], parts: _Parts):
 
 
 def require_manifest(output: str) -> None:
-    """UsageError (one line, exit 2) unless `output` holds an enrich manifest."""
+    """UsageError (one line, exit 2) unless `output` holds an enrich manifest of this version."""
     from enrich.errors import UsageError
+    from enrich.manifest import delta
 
     with storage.s3_errors(output):
-        if not storage.exists(clips_file(output)):
-            raise UsageError(f"{output} is not an enrich manifest (no clips/clips.parquet)")
+        if delta.is_table(output, "clips"):
+            return
+        if storage.exists(legacy_clips_file(output)):
+            raise UsageError(f"{output} is a manifest of an older enrich; upgrade it with: enrich migrate {output}")
+        raise UsageError(f"{output} is not an enrich manifest (no clips table)")
 
 
-def read_clips(output: str) -> pa.Table | None:
-    uri = clips_file(output)
-    if not storage.exists(uri):
+def read_clips(output: str, columns: list[str] | None = None) -> pa.Table | None:
+    """The clips table's latest rows (those `columns`); None before the first commit."""
+    from enrich.manifest import delta
+
+    table = delta.open_table(output, "clips")
+    if table is None:
         return None
-    return with_current_columns(pq.read_table(storage.read_arrow(uri)))
+    return delta.dataset(output, table, CLIPS).to_table(columns=columns)
 
 
 def with_current_columns(table: pa.Table) -> pa.Table:
@@ -195,16 +217,7 @@ def with_current_columns(table: pa.Table) -> pa.Table:
     return table
 
 
-def merge_clips(previous: pa.Table | None, rows: list[dict]) -> pa.Table:
-    """Previous rows, with the clips of `rows` replaced; sorted by clip_id."""
+def clips_rows(rows: list[dict]) -> pa.Table:
+    """Finished clips' rows as a clips table, stamped with the time."""
     now = datetime.now(UTC).replace(microsecond=0)
-    new = pa.Table.from_pylist([{**r, "updated_at": now} for r in rows], schema=CLIPS)
-    if previous is not None and previous.num_rows:
-        previous = previous.select(CLIPS.names).cast(CLIPS)
-        keep = pc.invert(pc.is_in(previous["clip_id"], value_set=new["clip_id"]))
-        new = pa.concat_tables([previous.filter(keep), new])
-    return new.take(pc.sort_indices(new, sort_keys=[("clip_id", "ascending")]))
-
-
-def write_clips(output: str, table: pa.Table) -> None:
-    storage.write_bytes(clips_file(output), table_bytes(table))
+    return pa.Table.from_pylist([{**r, "updated_at": now} for r in rows], schema=CLIPS)

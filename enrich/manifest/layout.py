@@ -1,8 +1,11 @@
 """Where everything lives under OUTPUT: the one module that knows the layout.
 
-OUTPUT/frames/KK/KEY.parquet    one file per clip (KEY = sha1(clip_id)[:20], KK its first two)
-OUTPUT/TABLE/KK/KEY.parquet     the same, for a stage with a table of its own (captions/)
-OUTPUT/clips/clips.parquet      one row per clip
+OUTPUT/TABLE/_delta_log/        each table's Delta Lake transaction log (`enrich.manifest.delta`)
+OUTPUT/frames/KK/KEY.RUN.parquet  a clip's frames, one file per clip and run that made it (KEY =
+                                sha1(clip_id)[:20], KK its first two, RUN the run id)
+OUTPUT/TABLE/KK/KEY.RUN.parquet the same, for a stage with a table of its own (captions/)
+OUTPUT/clips/RUN-SEQ[-N].parquet one row per clip: a file per commit of a run, and the rows that a
+                                later commit left of it
 OUTPUT/runs/RUN_ID/             each run's config.json and summary.json
 OUTPUT/_staging/RUN_ID/KEY/     a running run's parts, per clip (readers skip names starting with _)
 OUTPUT/_lock.json               the lock a run holds on OUTPUT
@@ -23,21 +26,34 @@ def clip_key(clip_id: str) -> str:
     return hashlib.sha1(clip_id.encode()).hexdigest()[:20]
 
 
+def key_of(path: str) -> str:
+    """The clip key of a per-clip table's file (`clip_path`)."""
+    return path.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
 def table_dir(output: str, table: str) -> str:
     return join(output, table)
 
 
-def frames_file(output: str, clip_id: str) -> str:
-    return clip_file(output, "frames", clip_id)
-
-
-def clip_file(output: str, table: str, clip_id: str) -> str:
-    """A clip's file in a per-clip table: frames, or a stage's own (`enrich.manifest.schema.TABLES`)."""
+def clip_path(clip_id: str, run_id: str) -> str:
+    """A clip's file in a per-clip table (frames, or a stage's own: `enrich.manifest.schema.TABLES`),
+    relative to the table: a new name for each run, so that the versions before it keep theirs."""
     key = clip_key(clip_id)
-    return join(output, table, key[:2], f"{key}.parquet")
+    return f"{key[:2]}/{key}.{run_id}.parquet"
 
 
-def clips_file(output: str) -> str:
+def clips_path(run_id: str, seq: int, piece: int | None = None) -> str:
+    """A file of the clips table, relative to it: commit `seq` of a run, or what is left of an older
+    file (`piece`) once that commit took some of its clips."""
+    return f"{run_id}-{seq:05d}" + ("" if piece is None else f"-{piece}") + ".parquet"
+
+
+def log_file(output: str, table: str, version: int) -> str:
+    return join(output, table, "_delta_log", f"{version:020d}.json")
+
+
+def legacy_clips_file(output: str) -> str:
+    """The clips table of a manifest from before Delta Lake (version 4 and older)."""
     return join(output, "clips", "clips.parquet")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from enrich.manifest.layout import clip_key, frames_file  # noqa: F401  (where they used to live)
 from enrich.stages import REGISTRY
 
 FRAME_STAGES = tuple(s for s in REGISTRY.values() if not s.table)  # their columns are in frames
@@ -119,7 +118,7 @@ CLIPS = pa.schema(
         # Each part's hash: frames, and each stage with a table of its own; `!HASH`: it failed with
         # those settings. A part whose hash differs from the current config's is redone, and only it.
         ("hashes", pa.struct([(part, pa.string()) for part in PARTS])),
-        ("updated_at", pa.timestamp("s", tz="UTC")),
+        ("updated_at", pa.timestamp("us", tz="UTC")),  # Delta Lake timestamps are microseconds
     ]
 )
 

@@ -1,5 +1,6 @@
-"""The driver loop: stream the planned clips through the stage graph, commit each clip as it finishes,
-checkpoint the clips table, and turn Ray or storage failing under the run into one line."""
+"""The driver loop: stream the planned clips through the stage graph, write each clip's files as it
+finishes, publish the finished clips in a commit every few seconds, and turn Ray or storage failing
+under the run into one line."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from contextlib import contextmanager
 
 from enrich import licences, storage, supervise
 from enrich.errors import InfrastructureError, UsageError
-from enrich.manifest import commit, layout
+from enrich.manifest import commit, compact, layout
+from enrich.manifest.publish import Finished, Publisher
 from enrich.manifest.schema import TABLES
 from enrich.pipeline.graph import build_dataset, stage_plans
 from enrich.pipeline.preflight import Prepared, attention_notes
@@ -37,7 +39,8 @@ from enrich.stages import model_stage
 from enrich.stages.temporal import FinishClip
 from enrich.tracker import ClipTracker
 
-CHECKPOINT_S = 30.0  # how often the clips table is rewritten during a long run
+PUBLISH_S = 10.0  # how often the clips finished since the last commit are published ...
+PUBLISH_CLIPS = 500  # ... or sooner, when this many are waiting
 
 
 PROGRESS_S = 5.0
@@ -81,11 +84,11 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
               for stages, whole, clips in prep.plan.groups(cfg.stages)]  # fmt: skip
     nice = max(p.nice for g in groups for p in g[3])  # commits are CPU tasks too
     by_id = {c.clip_id: c for c in prep.plan.todo}
-    previous = prep.previous
-    committer = ray.remote(num_cpus=0.25, max_retries=3)(commit.commit_clip)
+    writer = ray.remote(num_cpus=0.25, max_retries=3)(commit.write_clip)
     finish_clip = FinishClip(cfg.temporal, cfg.audit)
-    tracker, pending, finished_rows = ClipTracker(), {}, []
-    kept = previous_rows(previous, prep.plan.only)
+    publisher = Publisher(cfg.output, prep.run_id)
+    tracker, pending, unpublished = ClipTracker(), {}, []
+    kept = previous_rows(prep.previous, prep.plan.only)
 
     def settle(block: bool) -> None:
         if not pending:
@@ -94,32 +97,36 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
         for ref in ready:
             clip_id, error, stages = pending.pop(ref)
             with infrastructure_failures():
-                n, figures = ray.get(ref)
+                n, figures, files = ray.get(ref)
             if "warning" in figures:
                 summary.notes.append(figures.pop("warning")[:300])
             record(summary, clip_id, error, n)
             if clip_id in kept:
                 if not error:
                     summary.alone["+".join(stages)] += 1
-                finished_rows.append(alone_row(kept[clip_id], by_id[clip_id], prep, stages, error))
+                row = alone_row(kept[clip_id], by_id[clip_id], prep, stages, error)
             else:
-                finished_rows.append(clip_row(by_id[clip_id], tracker.clips.get(clip_id), prep, n, error, figures))
+                row = clip_row(by_id[clip_id], tracker.clips.get(clip_id), prep, n, error, figures)
+            unpublished.append(Finished(row, files))
 
     def finish(clip_id: str, error: str | None, stages: tuple[str, ...], whole: bool) -> None:
         tables = tuple(t for t in (model_stage(n).table for n in stages) if t)
         withdraw = tuple(t for t in TABLES if t not in tables) if whole and prep.plan.renewed(clip_id) else ()
-        ref = committer.remote(
-            cfg.output, staging, clip_id, error is None, finish_clip if whole else None, nice, whole, tables, withdraw
-        )
+        ref = writer.remote(
+            cfg.output, staging, clip_id, prep.run_id, error is None, finish_clip if whole else None, nice, whole,
+            tables, withdraw,
+        )  # fmt: skip
         pending[ref] = (clip_id, error, stages)
 
-    def checkpoint() -> None:
-        if finished_rows:
+    def publish() -> None:
+        if unpublished:
             with infrastructure_failures():
-                commit.write_clips(cfg.output, commit.merge_clips(previous, finished_rows))
-            supervise.report(committed=len(finished_rows))  # recorded in the clips table: kept if we die
+                summary.versions = publisher.publish(unpublished)
+            summary.published += len(unpublished)
+            unpublished.clear()
+            supervise.report(committed=summary.published)  # in the clips table: kept if we die
 
-    last_checkpoint = time.monotonic()
+    last_publish = time.monotonic()
     ticker = _Ticker(PROGRESS_S, lambda: _progress(log, tracker, summary, len(by_id), time.monotonic() - started))
     outage: InfrastructureError | None = None
     try:
@@ -138,9 +145,9 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
                     if done is not None:
                         finish(done.clip_id, None if done.ok else done.error or "some frames failed", stages, whole)
                 settle(block=False)
-                if time.monotonic() - last_checkpoint >= CHECKPOINT_S:
-                    last_checkpoint = time.monotonic()
-                    checkpoint()
+                if time.monotonic() - last_publish >= PUBLISH_S or len(unpublished) >= PUBLISH_CLIPS:
+                    last_publish = time.monotonic()
+                    publish()
             lost = "no result: a worker crashed or its rows were lost while processing this clip"
             for clip_id in tracker.unfinished([c.clip_id for c in clips]):
                 finish(clip_id, lost, stages, whole)
@@ -155,8 +162,8 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
         ticker.stop()
         try:  # however the run ends; during an outage the first call that fails skips the rest
             with infrastructure_failures():
-                settle(block=True)  # on Ctrl-C: the commits already under way finish
-                checkpoint()
+                settle(block=True)  # on Ctrl-C: the clips being written finish, and are published
+                publish()
                 storage.delete_prefix(staging)
                 storage.remove_empty_folders(staging_root)
                 summary.seconds = time.monotonic() - started
@@ -166,9 +173,13 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
             supervise.report(outage=str(outage))
     if outage:
         raise InfrastructureError(
-            f"{outage}; {_clips(summary.clips_ok + summary.clips_failed)} committed by this run are kept and "
+            f"{outage}; {_clips(summary.published)} published by this run are kept and "
             "the clips in flight were not published; run the same command again to resume"
         ) from None
+    with infrastructure_failures():
+        merged, into = compact.compact_clips(cfg.output, prep.run_id) if compact.due(cfg.output) else (0, 0)
+    if merged:
+        summary.notes.append(f"clips table compacted: {merged} small files merged into {into}")
     return summary
 
 

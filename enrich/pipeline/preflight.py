@@ -16,7 +16,7 @@ from enrich.catalog import list_clips
 from enrich.config import RunConfig
 from enrich.errors import UsageError
 from enrich.lock import Lock
-from enrich.manifest import commit
+from enrich.manifest import commit, migrate
 from enrich.ops import video
 from enrich.pipeline.graph import size_stages
 from enrich.pipeline.records import new_run_id
@@ -92,9 +92,16 @@ def prepare(cfg: RunConfig, plan_only: bool = False, log=None) -> Prepared:
             lock = None if plan_only else Lock(cfg.output).acquire()
             if lock:
                 supervise.report(output=cfg.output, lock_token=lock.token)
-            previous = commit.read_clips(cfg.output)
+            run_id = new_run_id()
+            if not migrate.needed(cfg.output):
+                previous = commit.read_clips(cfg.output)
+            elif plan_only:  # a manifest of an older enrich: a plan reads it as it is ...
+                previous = migrate.legacy_clips(cfg.output)
+            else:  # ... and a run upgrades it in place, under the lock
+                migrate.upgrade(cfg.output, run_id, log)
+                previous = commit.read_clips(cfg.output)
         plan = make_plan(clips, previous, hashes, cfg.force, cfg.retry_limit)
-        prep = Prepared(cfg, models, config_hash, plan, new_run_id(), previous, lock, hashes=hashes)
+        prep = Prepared(cfg, models, config_hash, plan, run_id, previous, lock, hashes=hashes)
         if plan_only:
             storage.remove_empty_folders(cfg.output, found)
             return prep

@@ -34,6 +34,8 @@ class RunSummary:
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     alone: Counter = field(default_factory=Counter)  # "caption" -> clips redone for it alone, ok
+    published: int = 0  # clips committed to the manifest's tables
+    versions: dict = field(default_factory=dict)  # the table versions of the run's last commit
 
     def lines(self) -> list[str]:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -41,7 +43,8 @@ class RunSummary:
             f"run {self.run_id}: {self.clips_ok} clips ok, {self.clips_failed} failed, "
             f"{self.clips_skipped} up to date; "
             f"{self.frames} frames written in {self.seconds:.1f}s ({rate:.2f} frames/s)",
-            f"manifest: {layout.table_dir(self.output, 'frames')} and {layout.table_dir(self.output, 'clips')}",
+            f"manifest: {layout.table_dir(self.output, 'frames')} and {layout.table_dir(self.output, 'clips')}"
+            + (f" (version {self.versions['clips']})" if self.versions else ""),
         ]
         out += [f"{n} of them redone for {stages} alone (their frames kept)" for stages, n in self.alone.items()]
         out += self.notes
@@ -152,6 +155,8 @@ def summary_record(summary: RunSummary) -> dict:
         "seconds": round(summary.seconds, 3),
         "failures": summary.failures,
         "notes": summary.notes,
+        # the tables' versions after the run's last commit: `enrich query --as-of VERSION` reads them again
+        "versions": summary.versions,
     }
 
 

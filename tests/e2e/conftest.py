@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from enrich.cli import main
@@ -34,14 +33,17 @@ def small_input(tmp_path, fixtures_dir) -> Path:
 
 
 def read_table(path):
-    """A manifest table, local or s3://, read the way users read it."""
-    path = str(path)
-    if path.startswith("s3://"):
-        from enrich import storage
+    """A manifest table (OUTPUT/NAME), local or s3://, at its latest version, read the way users
+    read a Delta table: with deltalake. None when it was never written."""
+    from deltalake import DeltaTable
 
-        files = [u for u in storage.list_uris(path) if u.endswith(".parquet")]
-        return pq.read_table([u[len("s3://") :] for u in files], filesystem=_s3fs()) if files else None
-    return pq.read_table(path)
+    from enrich.manifest import delta
+
+    path = str(path).rstrip("/")
+    output, name = path.rsplit("/", 1)
+    if not delta.is_table(output, name):
+        return None
+    return DeltaTable(path, storage_options=delta.storage_options(path)).to_pyarrow_table()
 
 
 def _s3fs():

@@ -151,8 +151,15 @@ def running_after_first_commit(args: list, logs: Path, out: Path) -> Enrich:
 
 
 def committed_files(out: Path) -> list[Path]:
-    """The published per-clip files (not the hidden temporary files a write goes through)."""
-    return sorted(p for p in (out / "frames").glob("*/*.parquet") if not p.name.startswith("."))
+    """The published per-clip frames files: those of the frames version that the clips table's
+    latest version names, which readers see."""
+    from enrich.manifest import delta
+
+    if not delta.is_table(str(out), "clips"):
+        return []
+    _, versions = delta.snapshot(str(out))
+    frames = delta.open_table(str(out), "frames", versions.others.get("frames"))
+    return sorted(Path(uri) for uri in frames.file_uris()) if frames is not None else []
 
 
 def frame_indices(out: Path) -> dict[str, list[int]]:
@@ -166,7 +173,9 @@ def frame_indices(out: Path) -> dict[str, list[int]]:
 
 
 def clips_rows(out: Path) -> list[dict]:
-    return pq.read_table(out / "clips" / "clips.parquet").to_pylist()
+    from enrich.manifest.commit import read_clips
+
+    return read_clips(str(out)).to_pylist()
 
 
 def leftovers(out: Path) -> list[str]:

@@ -17,7 +17,7 @@ FRAME_BYTES = 4 * 2**20  # a stand-in for a 4K frame's depth PNG (the commit nev
 
 COMMIT = """
 import json, sys
-from enrich.manifest.commit import commit_clip
+from enrich.manifest.commit import write_clip
 from enrich.stages.temporal import FinishClip
 import pytest
 
@@ -28,7 +28,7 @@ def kib(field):
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # resets the peak RSS (VmHWM) to the current RSS: the imports' peak is not counted
 before = kib("VmRSS")
-rows, figures = commit_clip(sys.argv[1], sys.argv[2], "clip", True, FinishClip())
+rows, figures, _ = write_clip(sys.argv[1], sys.argv[2], "clip", "run", True, FinishClip())
 print(json.dumps({"rows": rows, "segments": figures["segments"], "growth_mib": (kib("VmHWM") - before) / 1024}))
 """
 

@@ -1,5 +1,9 @@
+from pathlib import Path
+
+from deltalake import DeltaTable
+
 from enrich.catalog import Clip
-from enrich.manifest.commit import merge_clips
+from enrich.manifest.commit import clips_rows
 from enrich.plan import make_plan
 from enrich.tracker import ClipTracker
 
@@ -34,7 +38,7 @@ def state(**status):
         )
         for n, s in status.items()
     ]
-    return merge_clips(None, rows)
+    return clips_rows(rows)
 
 
 def test_plan_reasons():
@@ -52,7 +56,7 @@ def test_failed_clips_are_retried_up_to_the_limit():
     table = previous.to_pylist()
     for row, attempts in zip(table, [1, 2, 3], strict=True):
         row["attempts"] = attempts
-    previous = merge_clips(None, table)
+    previous = clips_rows(table)
     clips = [clip("a"), clip("b"), clip("c"), clip("d")]
     plan = make_plan(clips, previous, H1, retry_limit=3)
     assert plan.reasons == {"a": "failed", "b": "failed", "d": "new"}
@@ -72,7 +76,7 @@ def test_a_stale_stage_with_a_table_of_its_own_is_redone_alone():
     rows = previous.to_pylist()
     rows[0]["hashes"] = {"frames": "h1", "caption": "p1"}  # a: captioned with prompt p1
     rows[3]["hashes"] = {"frames": "h1", "caption": "!p2"}  # d: its captions failed with this prompt
-    previous = merge_clips(None, rows)
+    previous = clips_rows(rows)
     clips = [clip("a"), clip("b"), clip("c", etag="x"), clip("d")]
     plan = make_plan(clips, previous, {"frames": "h1", "caption": "p2"})
     # a: new prompt; b: never captioned; c: new content, so everything; d: retried, captions only
@@ -90,28 +94,41 @@ def test_a_stale_stage_with_a_table_of_its_own_is_redone_alone():
     assert make_plan([clip("a")], previous, H1).todo == []
 
 
-def test_merge_replaces_rows_of_the_same_clip():
-    previous = state(a="ok", b="failed")
-    merged = merge_clips(previous, [finished("b", config_hash="h1", depth_model="m")])
-    rows = {r["clip_id"]: r for r in merged.to_pylist()}
-    assert len(merged) == 2 and rows["b"]["status"] == "ok" and rows["b"]["run_id"] == "r1"
-    assert rows["a"]["run_id"] == "r0"
+def test_a_publish_replaces_the_rows_of_its_clips_and_rewrites_only_their_files(tmp_path):
+    from enrich.manifest.commit import read_clips
+    from enrich.manifest.publish import Finished, Publisher
+
+    out = str(tmp_path)
+    publisher = Publisher(out, "r1")
+    publisher.publish([Finished(r) for r in state(a="ok", b="failed").to_pylist()])
+    publisher.publish([Finished(r) for r in state(c="ok", d="ok").to_pylist()])
+    first = set((tmp_path / "clips").glob("*.parquet"))
+    versions = Publisher(out, "r2").publish([Finished(finished("b", config_hash="h1", depth_model="m2"))])
+    rows = {r["clip_id"]: r for r in read_clips(out).to_pylist()}
+    assert sorted(rows) == ["a", "b", "c", "d"] and versions["clips"] == 3  # created (version 0), three commits
+    assert rows["b"]["status"] == "ok" and rows["b"]["run_id"] == "r1" and rows["b"]["depth_model"] == "m2"
+    assert rows["a"]["run_id"] == "r0" and rows["a"]["status"] == "ok"
+    live = {Path(uri).name for uri in DeltaTable(str(tmp_path / "clips")).file_uris()}
+    assert len(live) == 3  # c and d's file untouched; a's and b's file replaced by a's rest, and b's new row
+    assert {p.name for p in first} - live == {"r1-00001.parquet"}
 
 
 def test_a_clips_table_from_an_older_version_gains_the_new_columns(tmp_path):
-    """Version 1 wrote no flow_model / pose_model: reading and merging it must still work."""
+    """Version 1 wrote no flow_model / pose_model: upgrading and reading it must still work."""
     import pyarrow.parquet as pq
 
+    from enrich.manifest import migrate
     from enrich.manifest.commit import read_clips
 
     old = state(a="ok", b="ok").drop_columns(["flow_model", "pose_model"])
     (tmp_path / "clips").mkdir()
     pq.write_table(old, tmp_path / "clips" / "clips.parquet")
+    assert migrate.needed(str(tmp_path))
+    assert migrate.upgrade(str(tmp_path), "r2") == 2
     previous = read_clips(str(tmp_path))
     assert previous.column("flow_model").null_count == 2
-    merged = merge_clips(previous, [finished("b", config_hash="h2", flow_model="raft@1")])
-    rows = {r["clip_id"]: r for r in merged.to_pylist()}
-    assert rows["b"]["flow_model"] == "raft@1" and rows["a"]["depth_model"] == "m"
+    assert {r["clip_id"]: r["depth_model"] for r in previous.to_pylist()} == {"a": "m", "b": "m"}
+    assert not (tmp_path / "clips" / "clips.parquet").exists() and not migrate.needed(str(tmp_path))
 
 
 def summary(clip_id, ok, failed, expected, error=None):

@@ -1,5 +1,7 @@
 """Temporal consistency and cut detection on synthetic sequences with known answers."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -99,8 +101,8 @@ def test_commit_rewrites_scale_and_offset_so_decoded_depth_is_aligned(tmp_path):
     import pyarrow.parquet as pq
     from PIL import Image
 
-    from enrich.manifest.commit import commit_clip
-    from enrich.manifest.schema import FRAMES, frames_file
+    from enrich.manifest.commit import write_clip
+    from enrich.manifest.schema import FRAMES
     from enrich.ops.quantize import decode_png16, dequantize
     from enrich.stages.temporal import FinishClip
     from tests.helpers import stage_clip
@@ -111,8 +113,9 @@ def test_commit_rewrites_scale_and_offset_so_decoded_depth_is_aligned(tmp_path):
               for s, b in DRIFT]  # fmt: skip
     staging, output = tmp_path / "staging", tmp_path / "out"
     stage_clip(staging, "c", frames, part_size=4)
-    rows, figures = commit_clip(str(output), str(staging), "c", True, FinishClip())
-    table = pq.read_table(frames_file(str(output), "c"))
+    rows, figures, files = write_clip(str(output), str(staging), "c", "r1", True, FinishClip())
+    table = pq.read_table(output / "frames" / files["frames"]["path"])
+    assert json.loads(files["frames"]["stats"])["numRecords"] == rows
     assert rows == len(DRIFT) and table.schema == FRAMES and not any(staging.iterdir())
     out = table.to_pylist()
     assert [r["frame_index"] for r in out] == list(range(len(DRIFT)))

@@ -45,7 +45,7 @@ class PoseConfig(StageConfig):
 KEYPOINT = pa.struct([("x", pa.float32()), ("y", pa.float32()), ("score", pa.float32())])
 PERSON = pa.struct(
     [
-        ("bbox", pa.list_(pa.float32(), 4)),  # x, y, w, h in original-frame pixels
+        ("bbox", pa.list_(pa.float32())),  # x, y, w, h in original-frame pixels (Delta has no fixed-size lists)
         ("score", pa.float32()),  # detector score
         ("keypoints", pa.list_(KEYPOINT)),  # 17, COCO order, original-frame pixels
     ]

@@ -1,0 +1,158 @@
+"""The manifest at catalogue scale: costs of a manifest of 1k, 10k and 100k clips.
+
+Builds each manifest through enrich's own writer (`enrich.manifest.publish.Publisher`, per-clip
+frames files with the manifest's schema, commits of 1,000 clips), from synthetic rows: no models,
+since building 100k clips with `enrich run` on 2 cores would take days. Each clip has --frames
+frames with a --depth-kib random "depth PNG" and a 2 KiB thumbnail. Then, for each size, it times
+(the median of --repeats):
+
+  query   a metadata query through `enrich.query.query`: frames with a flag set, counted per clip
+  fetch   the depth PNGs of 1,000 chosen frames (200 clips, 5 frames each), found through the log
+  commit  publishing a batch of 100 re-enriched clips (their files written first, not timed):
+          the frames commit and the clips commit (`Publisher.publish`)
+  plan    a no-op plan: the clips table read and `make_plan` over every clip (all up to date)
+
+    python benchmarks/manifest_scale.py --sizes 1000,10000,100000 --root /tmp/manifest-scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from enrich import storage
+from enrich.catalog import Clip
+from enrich.manifest import delta, layout
+from enrich.manifest.commit import COMPRESSION, file_stats, read_clips
+from enrich.manifest.publish import Finished, Publisher
+from enrich.manifest.schema import FLAG_NAMES, FRAMES
+from enrich.plan import make_plan
+from enrich.query import query
+
+BATCH = 1000  # clips per commit while building
+HASHES = {"frames": "f" * 16}
+
+
+def clip_id(i: int) -> str:
+    return f"catalogue/{i // 1000:04d}/clip_{i:07d}.mp4"
+
+
+def clip_row(i: int, run_id: str) -> dict:
+    cid = clip_id(i)
+    return {"clip_id": cid, "clip_uri": f"s3://videos/{cid}", "size_bytes": 1000 + i, "etag": f"e{i}",
+            "status": "ok", "attempts": 1, "n_frames": 0, "run_id": run_id, "config_hash": "c",
+            "hashes": HASHES, "fps": 30.0, "width": 1920, "height": 1080}  # fmt: skip
+
+
+def write_frames(output: str, cid: str, run_id: str, n: int, depth: bytes, thumb: bytes, rng) -> dict:
+    flags = [{name: bool(rng.random() < 0.1) for name in FLAG_NAMES} for _ in range(n)]
+    columns = {name: pa.nulls(n, FRAMES.field(name).type) for name in FRAMES.names}
+    columns.update(
+        clip_id=pa.array([cid] * n), clip_uri=pa.array([f"s3://videos/{cid}"] * n),
+        frame_index=pa.array(range(0, 30 * n, 30), pa.int64()), timestamp_s=pa.array([t / 1.0 for t in range(n)]),
+        width=pa.array([1920] * n, pa.int32()), height=pa.array([1080] * n, pa.int32()),
+        depth_png=pa.array([depth] * n, pa.binary()), thumb_jpeg=pa.array([thumb] * n, pa.binary()),
+        flags=pa.array(flags, FRAMES.field("flags").type), run_id=pa.array([run_id] * n),
+    )  # fmt: skip
+    table = pa.table([columns[name] for name in FRAMES.names], schema=FRAMES)
+    path = layout.clip_path(cid, run_id)
+    target = storage.join(layout.table_dir(output, "frames"), path)
+    with storage.atomic_output(target) as out:
+        pq.write_table(table, out, compression=COMPRESSION, row_group_size=32)
+        size = out.tell()
+    return {"path": path, "size": size, "stats": file_stats(cid, table["frame_index"].to_pylist())}
+
+
+def build(output: str, size: int, args) -> float:
+    rng = np.random.default_rng(size)
+    depth, thumb = os.urandom(args.depth_kib * 1024), os.urandom(2048)
+    publisher = Publisher(output, "build")
+    started = time.perf_counter()
+    for start in range(0, size, BATCH):
+        batch = []
+        for i in range(start, min(size, start + BATCH)):
+            files = {"frames": write_frames(output, clip_id(i), "build", args.frames, depth, thumb, rng)}
+            batch.append(Finished({**clip_row(i, "build"), "n_frames": args.frames}, files))
+        publisher.publish(batch)
+    return time.perf_counter() - started
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def measure(output: str, size: int, args) -> dict:
+    rng = np.random.default_rng(1)
+    sql = "SELECT clip_id, count(*) AS flagged FROM frames WHERE flags.motion_blur GROUP BY clip_id"
+    q, rows = timed(lambda: query(output, sql), args.repeats)
+    chosen = [clip_id(int(i)) for i in rng.choice(size, 200, replace=False)]
+
+    def fetch() -> int:
+        files = delta.clip_files(output, "frames", chosen)
+        got = 0
+        for uri in files.values():
+            f = pq.ParquetFile(storage.open_input(uri))
+            got += sum(len(v) for v in f.read(columns=["depth_png"])["depth_png"].to_pylist()[:5])
+        return got
+
+    f, fetched = timed(fetch, args.repeats)
+    commits, rng_c = [], np.random.default_rng(2)
+    depth, thumb = os.urandom(args.depth_kib * 1024), os.urandom(2048)
+    for r in range(args.repeats):
+        run_id = f"redo{r}"
+        redo = [int(i) for i in rng_c.choice(size, 100, replace=False)]
+        batch = [Finished({**clip_row(i, run_id), "n_frames": args.frames},
+                          {"frames": write_frames(output, clip_id(i), run_id, args.frames, depth, thumb, rng_c)})
+                 for i in redo]  # fmt: skip
+        publisher = Publisher(output, run_id)
+        started = time.perf_counter()
+        publisher.publish(batch)
+        commits.append(time.perf_counter() - started)
+    clips = [Clip(clip_id(i), f"s3://videos/{clip_id(i)}", 1000 + i, f"e{i}") for i in range(size)]
+
+    def plan():
+        return make_plan(clips, read_clips(output), HASHES)
+
+    p, made = timed(plan, args.repeats)
+    assert not made.todo and made.skipped == size, made.describe()
+    assert rows.num_rows > 0 and fetched == 1000 * args.depth_kib * 1024
+    return {"query": q, "fetch": f, "commit": statistics.median(commits), "plan": p, "flagged_clips": rows.num_rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--root", default="/tmp/manifest-scale", help="where the manifests are built (local or s3://)")
+    parser.add_argument("--frames", type=int, default=5, help="frames per clip")
+    parser.add_argument("--depth-kib", type=int, default=4, help="size of each frame's depth PNG")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="reuse manifests built by an earlier run")
+    args = parser.parse_args()
+    print(
+        f"{'clips':>8} {'build s':>8} {'files':>7} {'query s':>8} {'fetch 1k s':>10} {'commit 100 s':>12} {'plan s':>7}"
+    )
+    for size in map(int, args.sizes.split(",")):
+        output = storage.join(args.root, f"clips-{size}")
+        built = 0.0
+        if not (args.keep and delta.is_table(output, "clips")):
+            storage.delete_prefix(output)
+            built = build(output, size, args)
+        files = len(delta.open_table(output, "frames").file_uris())
+        m = measure(output, size, args)
+        figures = f"{m['query']:>8.2f} {m['fetch']:>11.2f} {m['commit']:>13.2f} {m['plan']:>7.2f}"
+        print(f"{size:>8} {built:>8.1f} {files:>7} {figures}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

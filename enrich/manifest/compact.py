@@ -1,0 +1,108 @@
+"""`enrich compact OUTPUT`: keep the manifest's file count bounded, and its storage too.
+
+- The clips table gains a file per commit (and a smaller one for each file a commit took clips
+  from). Compaction merges its small files into files of up to `CLIPS_FILE_ROWS` rows, sorted by
+  clip_id, in one commit. It writes them with enrich's own writer, so the table keeps plain types
+  (delta-rs' own optimize writes string_view, which pyarrow's dataset filters cannot compare).
+  Files stay that small because a later commit rewrites each file that holds one of its clips.
+- Frames and the stage tables have a file per clip, which a re-enriched clip replaces; they are not
+  merged (merging would make every replacement rewrite a whole merged file: copy-on-write).
+- Vacuum: each table's files that its log removed more than `retention_hours` ago, and files that
+  no version ever named (a killed run's unpublished clips) older than that, are deleted. Snapshots
+  older than the retention can then no longer be read: a pinned training set must be newer.
+
+A run compacts the clips table itself when it ends with more than `AUTO_FILES` small files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from enrich import storage
+from enrich.manifest import delta, layout
+from enrich.manifest.schema import CLIPS
+
+CLIPS_FILE_ROWS = 50_000  # about 8 MB of clips rows
+AUTO_FILES = 64  # small clips files that make a run compact the clips table when it ends
+RETENTION_HOURS = 7 * 24
+TABLES = ("frames", "captions", "clips")
+
+
+@dataclass
+class Compacted:
+    merged: int = 0  # clips files merged ...
+    into: int = 0  # ... into this many
+    vacuumed: dict | None = None  # table -> files deleted
+
+    def line(self, output: str) -> str:
+        gone = ", ".join(f"{n} {t}" for t, n in (self.vacuumed or {}).items() if n) or "none"
+        return f"{output}: clips table: {self.merged} files merged into {self.into}; files vacuumed: {gone}"
+
+
+def small_files(table) -> list[dict]:
+    actions = pa.table(table.get_add_actions(flatten=True)).select(["path", "num_records"]).to_pylist()
+    return [a for a in actions if (a["num_records"] or 0) < CLIPS_FILE_ROWS]
+
+
+def due(output: str) -> bool:
+    """Whether the clips table has more than AUTO_FILES small files (a run then compacts it)."""
+    table = delta.open_table(output, "clips")
+    return table is not None and len(small_files(table)) > AUTO_FILES
+
+
+def compact_clips(output: str, run_id: str) -> tuple[int, int]:
+    """Merge the clips table's small files; returns (files merged, files written)."""
+    import pyarrow.parquet as pq
+    from deltalake import CommitProperties
+    from deltalake.transaction import RemoveAction
+
+    from enrich.manifest.publish import now_ms, write_clips_file
+
+    table = delta.open_table(output, "clips")
+    small = small_files(table) if table is not None else []
+    if len(small) < 2:
+        return 0, 0
+    folder = layout.table_dir(output, "clips")
+    rows = pa.concat_tables(
+        pq.read_table(storage.open_input(storage.join(folder, a["path"])), schema=CLIPS) for a in small
+    ).sort_by("clip_id")
+    now = now_ms()
+    adds = [  # data_change False: the same rows, rearranged
+        write_clips_file(output, rows.slice(start, CLIPS_FILE_ROWS), layout.clips_path(run_id, 0, n), now, False)
+        for n, start in enumerate(range(0, rows.num_rows, CLIPS_FILE_ROWS))
+    ]
+    removes = [RemoveAction(a["path"], False, now, None, {}) for a in small]
+    info = delta.snapshot(output)[1]  # the other tables' versions, which this commit keeps naming
+    properties = CommitProperties(custom_metadata=delta.commit_metadata(info.others, run_id))
+    table.create_write_transaction(adds + removes, mode="append", schema=table.schema(), commit_properties=properties)
+    return len(small), len(adds)
+
+
+def vacuum(output: str, retention_hours: int = RETENTION_HOURS) -> dict[str, int]:
+    out = {}
+    for name in TABLES:
+        table = delta.open_table(output, name)
+        if table is not None:
+            out[name] = len(
+                table.vacuum(
+                    retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=True
+                )
+            )
+    return out
+
+
+def run(output: str, retention_hours: int = RETENTION_HOURS) -> Compacted:
+    """`enrich compact`: under OUTPUT's lock."""
+    from enrich.lock import Lock
+    from enrich.manifest.commit import require_manifest
+    from enrich.pipeline.records import new_run_id
+
+    require_manifest(output)
+    lock = Lock(output).acquire()
+    try:
+        merged, into = compact_clips(output, new_run_id())
+        return Compacted(merged, into, vacuum(output, retention_hours))
+    finally:
+        lock.release()

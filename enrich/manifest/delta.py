@@ -1,0 +1,176 @@
+"""The manifest's tables as Delta Lake tables (`deltalake`, delta-rs): Parquet files, and a
+transaction log beside them (`TABLE/_delta_log/`) that says which files make each version.
+
+Readers see a table through its log, never by listing the bucket, so a version is a consistent
+snapshot that later runs do not change. On S3, delta-rs commits a version with a conditional PUT
+(no lock service), configured here from the same standard AWS settings as boto3.
+
+How the three tables move together: the clips table is the source of truth. Each of its commits
+records, in the commit's metadata, the versions of frames and captions that were committed just
+before it and hold its clips' rows (`Versions`). A reader opens clips at its latest version (or one
+it asks for) and the other tables at the versions that commit names (`snapshot`), so it never
+sees frames of a clip whose clips row does not say they are there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from enrich import storage
+from enrich.errors import UsageError
+from enrich.manifest import layout
+
+META_KEY = "enrich"  # the commit metadata key under which a clips commit records its Versions
+
+
+def storage_options(output: str) -> dict[str, str] | None:
+    """delta-rs' object-store options for `output`, from the standard AWS settings (it reads the
+    credentials, profile and region from the environment itself; these are what it does not)."""
+    if not storage.is_s3(output):
+        return None
+    options = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        options["AWS_REGION"] = region
+    return options
+
+
+def is_table(output: str, name: str) -> bool:
+    return storage.exists(layout.log_file(output, name, 0))
+
+
+def open_table(output: str, name: str, version: int | None = None):
+    """The table `name` of the manifest at `output` (at `version`; latest when None), or None if
+    it has never been written."""
+    from deltalake import DeltaTable
+
+    if not is_table(output, name):
+        return None
+    return DeltaTable(layout.table_dir(output, name), version=version, storage_options=storage_options(output))
+
+
+def create_table(output: str, name: str, schema: pa.Schema):
+    from deltalake import DeltaTable
+
+    uri = layout.table_dir(output, name)
+    return DeltaTable.create(uri, schema, mode="ignore", name=name, storage_options=storage_options(output))
+
+
+@dataclass(frozen=True)
+class Versions:
+    """One consistent snapshot: the version of each table (None: that table has no version yet)."""
+
+    clips: int
+    others: dict[str, int | None]  # frames, and each stage's own table
+
+    def record(self) -> dict:
+        return {"clips": self.clips, **self.others}
+
+
+def commit_metadata(others: dict[str, int | None], run_id: str) -> dict[str, str]:
+    """The metadata of a clips commit: the other tables' versions that hold its clips' rows."""
+    return {META_KEY: json.dumps({"versions": others, "run_id": run_id}, sort_keys=True)}
+
+
+def snapshot(output: str, as_of: str | int | None = None) -> tuple[object, Versions]:
+    """The clips table at `as_of` (a version number, an ISO 8601 time, or None for the latest) and
+    the versions of the other tables that go with it."""
+    clips = open_table(output, "clips")
+    if clips is None:
+        raise UsageError(f"{output} is not an enrich manifest (no clips table)")
+    if as_of is not None:
+        clips.load_as_version(_as_of(as_of, output))
+    version = clips.version()
+    for v in range(version, -1, -1):  # the last commit enrich made: vacuum commits name no versions
+        info = commit_info(output, "clips", v)
+        if META_KEY in info:
+            return clips, Versions(version, json.loads(info[META_KEY]).get("versions", {}))
+    return clips, Versions(version, {})
+
+
+def commit_info(output: str, name: str, version: int) -> dict:
+    """The commitInfo of a table's version, from its commit file (the Delta protocol's
+    `_delta_log/N.json`; delta-rs 1.6's `history()` mislabels versions of a table loaded at an
+    older one)."""
+    for line in storage.read_bytes(layout.log_file(output, name, version)).decode().splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "commitInfo" in action:
+            return action["commitInfo"]
+    return {}
+
+
+def _as_of(value: str | int, output: str) -> int | datetime:
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--as-of {text!r}: give a version (0, 1, ...) or a time (2026-12-01T12:00:00Z)") from None
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    created = datetime.fromtimestamp(commit_info(output, "clips", 0)["timestamp"] / 1000, UTC)
+    if when < created:
+        first_time = f"{created:%Y-%m-%dT%H:%M:%SZ}"
+        raise UsageError(f"--as-of {text}: the manifest did not exist yet (its first version is from {first_time})")
+    return when
+
+
+def clip_files(output: str, name: str, clip_ids, versions: Versions | None = None) -> dict[str, str]:
+    """clip_id -> the URI of its file in the per-clip table `name`, at the snapshot `versions`
+    (default: the latest), found in the table's log: no file is opened."""
+    if versions is None:
+        versions = snapshot(output)[1]
+    version = versions.others.get(name)
+    table = open_table(output, name, version) if version is not None else None
+    if table is None:
+        return {}
+    wanted = {layout.clip_key(c): c for c in clip_ids}
+    paths = pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()
+    base = layout.table_dir(output, name)
+    return {wanted[k]: storage.join(base, p) for p in paths if (k := layout.key_of(p)) in wanted}
+
+
+def dataset(output: str, table, schema: pa.Schema):
+    """A table's files at its loaded version as one Arrow dataset with `schema` (the manifest's,
+    so files written by an older version read their missing columns as nulls). Nothing is read
+    yet; DuckDB and pyarrow push column selection and filters into the scan."""
+    import pyarrow.dataset as ds
+
+    fs, root = filesystem(output)
+    prefix = layout.table_dir(output, "")
+    paths = [f"{root}/{uri[len(prefix) :]}" if uri.startswith(prefix) else uri for uri in _file_uris(table, output)]
+    return ds.dataset(paths, schema=schema, format="parquet", filesystem=fs)
+
+
+def _file_uris(table, output: str) -> list[str]:
+    """The table's files as URIs under `output` (delta-rs gives local ones as plain paths)."""
+    return [u if storage.is_s3(output) else u.removeprefix("file://") for u in table.file_uris()]
+
+
+def filesystem(output: str):
+    """pyarrow's file system for `output`, and `output` as its path there. On S3, pyarrow's client
+    follows the standard AWS chain (environment, profile, role) for credentials."""
+    import pyarrow.fs as pafs
+
+    if not storage.is_s3(output):
+        return pafs.LocalFileSystem(), output.rstrip("/")
+    bucket, key = storage.split_s3(output)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs = {}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs = {"endpoint_override": host or scheme, "scheme": scheme if host else "https"}
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs), f"{bucket}/{key}".rstrip("/")

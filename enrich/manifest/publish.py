@@ -1,0 +1,155 @@
+"""Publishing finished clips: one commit per table for a batch of clips, clips table last.
+
+The clips' files are written already (`enrich.manifest.commit.write_clip`). A batch is published
+by committing, to each per-clip table (frames, captions), the new files and the removal of the
+files they replace, in one Delta transaction; then the clips rows, with the versions those
+commits made (`enrich.manifest.delta`). The cost of a batch is that of its own clips: a per-clip
+table finds a clip's file in a map of the table's files, and the clips table rewrites only the
+files that held the batch's clips (a file per commit, so none is bigger than one batch).
+
+A run that dies between the commits leaves frames committed ahead of their clips rows: readers
+of the manifest never see them (they open frames at the version clips names), and the next run
+redoes those clips, since their clips rows say they are not done.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from enrich import storage
+from enrich.manifest import delta, layout
+from enrich.manifest.commit import clips_rows
+from enrich.manifest.schema import CLIPS, FRAMES, TABLES
+
+PER_CLIP = {"frames": FRAMES, **TABLES}  # tables with a file per clip
+
+
+@dataclass
+class Finished:
+    """A clip ready to publish: its clips row, and per table the file to add or None (remove its file)."""
+
+    row: dict
+    files: dict[str, dict | None] = field(default_factory=dict)
+
+
+class Publisher:
+    """The writer of a manifest's tables, held by the run that holds OUTPUT's lock."""
+
+    def __init__(self, output: str, run_id: str):
+        self.output, self.run_id, self.seq = output, run_id, 0
+        self.tables: dict[str, object] = {}
+        self.current: dict[str, dict[str, str]] = {}  # table -> clip key -> its file, for per-clip tables
+        self.holders: dict[str, str] | None = None  # clip_id -> the clips-table file that holds its row
+        self.versions: dict[str, int | None] = {}
+
+    def _table(self, name: str):
+        if name not in self.tables:
+            table = delta.open_table(self.output, name)
+            if table is None:
+                schema = CLIPS if name == "clips" else PER_CLIP[name]
+                table = delta.create_table(self.output, name, schema)
+            self.tables[name] = table
+            if name in PER_CLIP:
+                paths = pa.table(table.get_add_actions(flatten=True))["path"].to_pylist() if table.version() else []
+                self.current[name] = {layout.key_of(p): p for p in paths}
+        return self.tables[name]
+
+    def publish(self, batch: list[Finished]) -> dict[str, int]:
+        """Commit `batch`: each per-clip table it touches, then its clips rows. Returns the
+        versions made."""
+        if not batch:
+            return {}
+        for name in PER_CLIP:
+            touched = [(f.row["clip_id"], f.files[name]) for f in batch if name in f.files]
+            if touched:
+                self.versions[name] = self._commit_files(name, touched)
+            elif name not in self.versions:
+                table = delta.open_table(self.output, name)
+                self.versions[name] = table.version() if table is not None else None
+        return self.publish_rows(clips_rows([f.row for f in batch]))
+
+    def publish_rows(self, rows: pa.Table) -> dict[str, int]:
+        """Commit clips `rows` (replacing those clips' rows) with the versions of the other tables."""
+        from deltalake import CommitProperties
+
+        self.seq += 1
+        clips = self._table("clips")
+        adds, removes = self._clips_actions(rows)
+        properties = CommitProperties(custom_metadata=delta.commit_metadata(self.versions, self.run_id))
+        actions = adds + removes
+        clips.create_write_transaction(actions, mode="append", schema=clips.schema(), commit_properties=properties)
+        clips.update_incremental()
+        return {**self.versions, "clips": clips.version()}
+
+    def _commit_files(self, name: str, touched: list[tuple[str, dict | None]]) -> int:
+        from deltalake.transaction import AddAction, RemoveAction
+
+        table, now = self._table(name), now_ms()
+        current = self.current[name]
+        actions = []
+        for clip_id, file in touched:
+            key = layout.clip_key(clip_id)
+            old = current.pop(key, None)
+            if old is not None and (file is None or old != file["path"]):
+                actions.append(RemoveAction(old, True, now, None, {}))
+            if file is not None:
+                actions.append(AddAction(file["path"], file["size"], {}, now, True, file["stats"]))
+                current[key] = file["path"]
+        if actions:
+            table.create_write_transaction(actions, mode="append", schema=table.schema())
+            table.update_incremental()
+        return table.version()
+
+    def _clips_actions(self, new: pa.Table) -> tuple[list, list]:
+        """The clips table's new file of rows `new`, and the rewrite of each file that held one of them."""
+        from deltalake.transaction import RemoveAction
+
+        table, now = self._table("clips"), now_ms()
+        if self.holders is None:
+            self.holders = self._holders(table)
+        ids = set(new["clip_id"].to_pylist())
+        adds, removes = [write_clips_file(self.output, new, layout.clips_path(self.run_id, self.seq), now)], []
+        for piece, old in enumerate(sorted({self.holders[c] for c in ids if c in self.holders})):
+            kept = pq.read_table(storage.open_input(storage.join(layout.table_dir(self.output, "clips"), old)))
+            kept = kept.filter(pc.invert(pc.is_in(kept["clip_id"], value_set=new["clip_id"])))
+            removes.append(RemoveAction(old, True, now, None, {}))
+            if kept.num_rows:
+                path = layout.clips_path(self.run_id, self.seq, piece)
+                adds.append(write_clips_file(self.output, kept, path, now))
+                self.holders.update(dict.fromkeys(kept["clip_id"].to_pylist(), path))
+        self.holders.update(dict.fromkeys(ids, adds[0].path))
+        return adds, removes
+
+    def _holders(self, table) -> dict[str, str]:
+        """clip_id -> the clips-table file that holds its row (read once, then kept up to date)."""
+        holders = {}
+        prefix = delta.filesystem(self.output)[1] + "/clips/"
+        for fragment in delta.dataset(self.output, table, CLIPS).get_fragments():
+            path = fragment.path.removeprefix(prefix)
+            holders.update(dict.fromkeys(fragment.to_table(columns=["clip_id"])["clip_id"].to_pylist(), path))
+        return holders
+
+
+def write_clips_file(output: str, rows: pa.Table, path: str, now: int, data_change: bool = True):
+    """Write clips `rows` (sorted by clip_id) as the clips table's file `path`; returns its Add."""
+    import json
+
+    from deltalake.transaction import AddAction
+
+    rows = rows.select(CLIPS.names).cast(CLIPS).sort_by("clip_id")
+    with storage.atomic_output(storage.join(layout.table_dir(output, "clips"), path)) as out:
+        pq.write_table(rows, out, compression="snappy")
+        size = out.tell()
+    ids = rows["clip_id"]
+    stats = {"numRecords": rows.num_rows, "minValues": {"clip_id": pc.min(ids).as_py()},
+             "maxValues": {"clip_id": pc.max(ids).as_py()}, "nullCount": {"clip_id": 0}}  # fmt: skip
+    return AddAction(path, size, {}, now, data_change, json.dumps(stats))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,131 @@
+"""The manifest's Delta tables without Ray: commits of per-clip files, snapshots, compaction, vacuum
+and the upgrade of an older manifest."""
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+
+from enrich.errors import UsageError
+from enrich.manifest import compact, delta, layout, migrate
+from enrich.manifest.commit import COMPRESSION, file_stats, read_clips, require_manifest
+from enrich.manifest.publish import Finished, Publisher
+from enrich.manifest.schema import FRAMES
+from enrich.query import query
+
+
+def row(clip_id: str, run_id: str, **extra) -> dict:
+    return dict(clip_id=clip_id, clip_uri=f"/in/{clip_id}", size_bytes=1, etag="e", status="ok", n_frames=2,
+                run_id=run_id, **extra)  # fmt: skip
+
+
+def frames_file(output: Path, clip_id: str, run_id: str, value: float) -> dict:
+    """A clip's frames file as the writer makes it: 2 frames whose depth_scale is `value`."""
+    n = 2
+    columns = {name: pa.nulls(n, FRAMES.field(name).type) for name in FRAMES.names}
+    columns.update(clip_id=pa.array([clip_id] * n), frame_index=pa.array([0, 5], pa.int64()),
+                   depth_scale=pa.array([value] * n), run_id=pa.array([run_id] * n))  # fmt: skip
+    table = pa.table([columns[name] for name in FRAMES.names], schema=FRAMES)
+    path = layout.clip_path(clip_id, run_id)
+    target = output / "frames" / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, target, compression=COMPRESSION)
+    return {"path": path, "size": target.stat().st_size, "stats": file_stats(clip_id, [0, 5])}
+
+
+def publish(output: Path, run_id: str, clips: dict[str, float]) -> dict:
+    batch = [Finished(row(c, run_id), {"frames": frames_file(output, c, run_id, v)}) for c, v in clips.items()]
+    return Publisher(str(output), run_id).publish(batch)
+
+
+def scales(output: Path, as_of=None) -> dict[str, float]:
+    table = query(str(output), "SELECT clip_id, max(depth_scale) AS s FROM frames GROUP BY 1", as_of)
+    return dict(zip(table["clip_id"].to_pylist(), table["s"].to_pylist(), strict=True))
+
+
+def test_a_commit_replaces_its_clips_files_and_older_snapshots_stay_readable(tmp_path):
+    first = publish(tmp_path, "r1", {"a": 1.0, "b": 2.0})
+    second = publish(tmp_path, "r2", {"b": 3.0, "c": 4.0})
+    assert scales(tmp_path) == {"a": 1.0, "b": 3.0, "c": 4.0}
+    assert scales(tmp_path, first["clips"]) == {"a": 1.0, "b": 2.0}
+    assert second["frames"] == first["frames"] + 1 and second["clips"] == first["clips"] + 1
+    live = {Path(u).name for u in DeltaTable(str(tmp_path / "frames")).file_uris()}
+    assert live == {Path(layout.clip_path(c, r)).name for c, r in (("a", "r1"), ("b", "r2"), ("c", "r2"))}
+    assert (tmp_path / "frames" / layout.clip_path("b", "r1")).exists()  # removed from the log, kept for readers
+    # a plain Delta reader sees the same rows
+    assert DeltaTable(str(tmp_path / "frames")).to_pyarrow_table().num_rows == 6
+
+
+def test_frames_committed_ahead_of_their_clips_rows_are_not_seen(tmp_path):
+    """A run that dies between the frames commit and the clips commit: readers follow clips."""
+    publish(tmp_path, "r1", {"a": 1.0})
+    table = DeltaTable(str(tmp_path / "frames"))
+    from deltalake.transaction import AddAction
+
+    file = frames_file(tmp_path, "z", "r2", 9.0)
+    table.create_write_transaction(
+        [AddAction(file["path"], file["size"], {}, 0, True, file["stats"])], mode="append", schema=table.schema()
+    )
+    assert scales(tmp_path) == {"a": 1.0}
+    assert DeltaTable(str(tmp_path / "frames")).to_pyarrow_table().num_rows == 4  # it is in frames' log
+
+
+def test_compaction_merges_the_clips_files_and_vacuum_removes_what_no_version_needs(tmp_path):
+    for i in range(5):
+        publish(tmp_path, f"r{i}", {f"c{i}": float(i), "shared": float(i)})
+    before = read_clips(str(tmp_path)).sort_by("clip_id").to_pylist()
+    files = len(DeltaTable(str(tmp_path / "clips")).file_uris())
+    assert files >= 5
+    merged, into = compact.compact_clips(str(tmp_path), "compactor")
+    assert (merged, into) == (files, 1)
+    assert read_clips(str(tmp_path)).sort_by("clip_id").to_pylist() == before
+    assert scales(tmp_path) == {**{f"c{i}": float(i) for i in range(5)}, "shared": 4.0}
+    (tmp_path / "frames" / "00" / "never-committed.parquet").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "frames" / "00" / "never-committed.parquet").write_bytes(b"x")
+    assert compact.vacuum(str(tmp_path), retention_hours=1) == {"frames": 0, "clips": 0}  # all newer than that
+    written = len(list((tmp_path / "clips").glob("*.parquet")))
+    gone = compact.vacuum(str(tmp_path), retention_hours=0)
+    # frames: the 4 replaced files of 'shared', and the stray one; clips: every file but the merged one
+    assert gone == {"frames": 4 + 1, "clips": written - 1}
+    assert scales(tmp_path) == {**{f"c{i}": float(i) for i in range(5)}, "shared": 4.0}
+    with pytest.raises(Exception):  # noqa: B017  (delta-rs or pyarrow: a file of that version is gone)
+        scales(tmp_path, 1)
+
+
+def test_as_of_a_time_and_before_the_manifest(tmp_path):
+    import time
+    from datetime import UTC, datetime
+
+    publish(tmp_path, "r1", {"a": 1.0})
+    time.sleep(0.05)
+    between = datetime.now(UTC).isoformat()
+    time.sleep(0.05)
+    publish(tmp_path, "r2", {"a": 2.0})
+    assert scales(tmp_path, between) == {"a": 1.0}
+    with pytest.raises(UsageError, match="did not exist yet"):
+        scales(tmp_path, "2001-01-01T00:00:00Z")
+    with pytest.raises(UsageError, match="give a version"):
+        scales(tmp_path, "yesterday")
+
+
+def test_an_older_manifest_is_upgraded_in_place_without_copying_frames(tmp_path):
+    (tmp_path / "frames" / "ab").mkdir(parents=True)
+    file = frames_file(tmp_path, "a", "old", 1.0)
+    legacy = tmp_path / "frames" / "ab" / f"{layout.clip_key('a')}.parquet"  # version 4's name
+    Path(tmp_path / "frames" / file["path"]).rename(legacy)
+    (tmp_path / "clips").mkdir()
+    pq.write_table(pa.Table.from_pylist([row("a", "old")]), tmp_path / "clips" / "clips.parquet")
+    with pytest.raises(UsageError, match="enrich migrate"):
+        require_manifest(str(tmp_path))
+    inode = legacy.stat().st_ino
+    assert migrate.run(str(tmp_path)).endswith("upgraded in place to Delta Lake tables (1 clips)")
+    assert legacy.stat().st_ino == inode and not (tmp_path / "clips" / "clips.parquet").exists()
+    assert scales(tmp_path) == {"a": 1.0}
+    log = (tmp_path / "frames" / "_delta_log" / f"{1:020d}.json").read_text().splitlines()
+    stats = json.loads(next(json.loads(line)["add"]["stats"] for line in log if '"add"' in line))
+    assert stats["minValues"]["clip_id"] == "a" and stats["numRecords"] == 2
+    assert migrate.run(str(tmp_path)).endswith("nothing to do")
+    assert delta.snapshot(str(tmp_path))[1].others["frames"] == 1
