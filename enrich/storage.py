@@ -244,9 +244,11 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 
 @contextmanager
-def atomic_output(uri: str) -> Iterator[BinaryIO]:
+def atomic_output(uri: str, scratch: str | None = None) -> Iterator[BinaryIO]:
     """A file to write `uri` through, published atomically when the block ends without error, and
-    never otherwise: locally a hidden temporary file beside the target, fsynced and renamed over it;
+    never otherwise: locally a hidden temporary file beside the target (or in the local folder
+    `scratch`, on the same file system: a run's staging, which is removed however the run ends),
+    fsynced and renamed over it;
     for S3 a local temporary file, uploaded at the end (multipart when large; an upload is only
     visible once complete). Memory stays that of the writer, whatever the file's size."""
     if is_s3(uri):
@@ -258,7 +260,9 @@ def atomic_output(uri: str) -> Iterator[BinaryIO]:
         return
     folder = os.path.dirname(uri)
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(uri)}")
+    if scratch:
+        os.makedirs(scratch, exist_ok=True)
+    tmp = os.path.join(scratch or folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(uri)}")
     try:
         with open(tmp, "wb") as f:
             yield f

@@ -61,10 +61,11 @@ def write_clip(
         with _Parts(uris) as parts:
             if frames:
                 target = storage.join(table_dir(output, "frames"), path)
-                rows, figures, files["frames"] = _publish(target, parts, finish, clip_id)
+                rows, figures, files["frames"] = _publish(target, parts, finish, clip_id, staging)
                 files["frames"]["path"] = path
             for table in tables:
-                files[table] = _publish_table(storage.join(table_dir(output, table), path), table, parts, clip_id)
+                target = storage.join(table_dir(output, table), path)
+                files[table] = _publish_table(target, table, parts, clip_id, staging)
                 if files[table] is not None:
                     files[table]["path"] = path
     storage.delete_prefix(parts_prefix)
@@ -83,7 +84,7 @@ def file_stats(clip_id: str, frames: list[int]) -> str:
     )
 
 
-def _publish_table(target: str, table: str, parts: _Parts, clip_id: str) -> dict | None:
+def _publish_table(target: str, table: str, parts: _Parts, clip_id: str, scratch: str) -> dict | None:
     """The clip's rows of a stage's own table (those with a value in its first column), in frame
     order, as one file (None when it has none). These tables are small (a caption per window), so
     they are read whole."""
@@ -93,7 +94,7 @@ def _publish_table(target: str, table: str, parts: _Parts, clip_id: str) -> dict
     found = found.take(pc.sort_indices(found, sort_keys=[("frame_index", "ascending")]))
     if not found.num_rows:
         return None
-    with storage.atomic_output(target) as out:
+    with storage.atomic_output(target, scratch) as out:
         pq.write_table(found, out, compression="snappy")
         size = out.tell()
     return {"size": size, "stats": file_stats(clip_id, found["frame_index"].to_pylist())}
@@ -140,7 +141,7 @@ class _Parts:
         return metadata.total_byte_size // max(1, metadata.num_rows)
 
 
-def _publish(target: str, parts: _Parts, finish, clip_id: str) -> tuple[int, dict, dict]:
+def _publish(target: str, parts: _Parts, finish, clip_id: str, scratch: str) -> tuple[int, dict, dict]:
     where, summaries = [], []  # every staged row, in frame order: (frame_index, part, row group, row in it)
     reads = ["frame_index", *(finish.reads if finish is not None else ())]
     for p in range(len(parts)):
@@ -160,7 +161,7 @@ def _publish(target: str, parts: _Parts, finish, clip_id: str) -> tuple[int, dic
         except Exception as exc:  # the clip's rows are good: publish them as they are, and say why
             reason = f"{type(exc).__name__}: {exc}"
             figures = {"warning": f"{clip_id}: clip-level step failed, rows kept as computed ({reason})"}
-    with storage.atomic_output(target) as out:
+    with storage.atomic_output(target, scratch) as out:  # a temporary file in the staging, removed if we die
         with pq.ParquetWriter(out, FRAMES, compression=COMPRESSION) as writer:
             for start, stop in _row_groups(where, parts):
                 group = pa.concat_tables(parts.row(*where[i][1:]) for i in range(start, stop))

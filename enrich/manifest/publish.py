@@ -40,8 +40,10 @@ class Finished:
 class Publisher:
     """The writer of a manifest's tables, held by the run that holds OUTPUT's lock."""
 
-    def __init__(self, output: str, run_id: str):
-        self.output, self.run_id, self.seq = output, run_id, 0
+    def __init__(self, output: str, run_id: str, scratch: str | None = None):
+        """`scratch`: where the clips files are written before they are renamed into place (the
+        run's staging, which is removed however the run ends; `storage.atomic_output`)."""
+        self.output, self.run_id, self.seq, self.scratch = output, run_id, 0, scratch
         self.tables: dict[str, object] = {}
         self.current: dict[str, dict[str, str]] = {}  # table -> clip key -> its file, for per-clip tables
         self.holders: dict[str, str] | None = None  # clip_id -> the clips-table file that holds its row
@@ -113,14 +115,15 @@ class Publisher:
         if self.holders is None:
             self.holders = self._holders(table)
         ids = set(new["clip_id"].to_pylist())
-        adds, removes = [write_clips_file(self.output, new, layout.clips_path(self.run_id, self.seq), now)], []
+        path = layout.clips_path(self.run_id, self.seq)
+        adds, removes = [write_clips_file(self.output, new, path, now, scratch=self.scratch)], []
         for piece, old in enumerate(sorted({self.holders[c] for c in ids if c in self.holders})):
             kept = pq.read_table(storage.open_input(storage.join(layout.table_dir(self.output, "clips"), old)))
             kept = kept.filter(pc.invert(pc.is_in(kept["clip_id"], value_set=new["clip_id"])))
             removes.append(RemoveAction(old, True, now, None, {}))
             if kept.num_rows:
                 path = layout.clips_path(self.run_id, self.seq, piece)
-                adds.append(write_clips_file(self.output, kept, path, now))
+                adds.append(write_clips_file(self.output, kept, path, now, scratch=self.scratch))
                 self.holders.update(dict.fromkeys(kept["clip_id"].to_pylist(), path))
         self.holders.update(dict.fromkeys(ids, adds[0].path))
         return adds, removes
@@ -135,14 +138,14 @@ class Publisher:
         return holders
 
 
-def write_clips_file(output: str, rows: pa.Table, path: str, now: int, data_change: bool = True):
+def write_clips_file(output: str, rows: pa.Table, path: str, now: int, data_change: bool = True, scratch=None):
     """Write clips `rows` (sorted by clip_id) as the clips table's file `path`; returns its Add."""
     import json
 
     from deltalake.transaction import AddAction
 
     rows = rows.select(CLIPS.names).cast(CLIPS).sort_by("clip_id")
-    with storage.atomic_output(storage.join(layout.table_dir(output, "clips"), path)) as out:
+    with storage.atomic_output(storage.join(layout.table_dir(output, "clips"), path), scratch) as out:
         pq.write_table(rows, out, compression="snappy")
         size = out.tell()
     ids = rows["clip_id"]

@@ -6,15 +6,16 @@
         -> write parts (CPU tasks) -> per-clip counts to the driver
 
 The driver only ever sees clip metadata and per-clip counts; frames and outputs stay in the object
-store and the workers. As soon as all rows of a clip are staged, a small Ray task commits the clip
-(one atomic file in frames/), so a crash loses at most the clips in flight.
+store and the workers. As soon as all rows of a clip are staged, a small Ray task writes the clip's
+files, and every few seconds the driver publishes the clips written since in one commit per table
+(`enrich.manifest.publish`), so a crash loses at most the clips in flight and those not yet published.
 
 The driver never loads a model: it checks each model's config, and the actors check the weights as
 they load them (`enrich.stages.base.loading`); one that cannot ends the run before any commit.
 
   preflight.py   the checks before any work, and the prepared run (`prepare`, `Prepared`)
   graph.py       the stage graph and its Ray Data operators (`stage_plans`, `build_dataset`)
-  driver.py      the loop that streams, commits and checkpoints (`execute`)
+  driver.py      the loop that streams, writes and publishes (`execute`)
   records.py     the run's summary, clips rows and files under OUTPUT/runs/
 """
 

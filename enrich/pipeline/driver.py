@@ -86,7 +86,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     by_id = {c.clip_id: c for c in prep.plan.todo}
     writer = ray.remote(num_cpus=0.25, max_retries=3)(commit.write_clip)
     finish_clip = FinishClip(cfg.temporal, cfg.audit)
-    publisher = Publisher(cfg.output, prep.run_id)
+    publisher = Publisher(cfg.output, prep.run_id, staging)
     tracker, pending, unpublished = ClipTracker(), {}, []
     kept = previous_rows(prep.previous, prep.plan.only)
 
@@ -173,7 +173,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
             supervise.report(outage=str(outage))
     if outage:
         raise InfrastructureError(
-            f"{outage}; {_clips(summary.published)} published by this run are kept and "
+            f"{outage}; {_clips(summary.published)} committed by this run are kept and "
             "the clips in flight were not published; run the same command again to resume"
         ) from None
     with infrastructure_failures():
