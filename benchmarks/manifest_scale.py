@@ -6,8 +6,11 @@ since building 100k clips with `enrich run` on 2 cores would take days. Each cli
 frames with a --depth-kib random "depth PNG" and a 2 KiB thumbnail. Then, for each size, it times
 (the median of --repeats):
 
+  index   bringing `frames_meta` up to date after the build (what `enrich compact` does, and a run
+          that has published 1,000 clips or more; once, not repeated)
   query   a metadata query through `enrich.query.query`: frames with a flag set, counted per clip
   fetch   the depth PNGs of 1,000 chosen frames (200 clips, 5 frames each), found through the log
+  open    what a run reads of the logs before its first commit (`Publisher.open`)
   commit  publishing a batch of 100 re-enriched clips (their files written first, not timed):
           the frames commit and the clips commit (`Publisher.publish`)
   plan    a no-op plan: the clips table read and `make_plan` over every clip (all up to date)
@@ -28,7 +31,7 @@ import pyarrow.parquet as pq
 
 from enrich import storage
 from enrich.catalog import Clip
-from enrich.manifest import delta, layout
+from enrich.manifest import delta, index, layout
 from enrich.manifest.commit import COMPRESSION, file_stats, read_clips
 from enrich.manifest.publish import Finished, Publisher
 from enrich.manifest.schema import FLAG_NAMES, FRAMES
@@ -107,7 +110,7 @@ def measure(output: str, size: int, args) -> dict:
         return got
 
     f, fetched = timed(fetch, args.repeats)
-    commits, rng_c = [], np.random.default_rng(2)
+    commits, opens, rng_c = [], [], np.random.default_rng(2)
     depth, thumb = os.urandom(args.depth_kib * 1024), os.urandom(2048)
     for r in range(args.repeats):
         run_id = f"redo{r}"
@@ -115,7 +118,10 @@ def measure(output: str, size: int, args) -> dict:
         batch = [Finished({**clip_row(i, run_id), "n_frames": args.frames},
                           {"frames": write_frames(output, clip_id(i), run_id, args.frames, depth, thumb, rng_c)})
                  for i in redo]  # fmt: skip
+        started = time.perf_counter()
         publisher = Publisher(output, run_id)
+        publisher.open()
+        opens.append(time.perf_counter() - started)
         started = time.perf_counter()
         publisher.publish(batch)
         commits.append(time.perf_counter() - started)
@@ -127,7 +133,7 @@ def measure(output: str, size: int, args) -> dict:
     p, made = timed(plan, args.repeats)
     assert not made.todo and made.skipped == size, made.describe()
     assert rows.num_rows > 0 and fetched == 1000 * args.depth_kib * 1024
-    return {"query": q, "fetch": f, "commit": statistics.median(commits), "plan": p, "flagged_clips": rows.num_rows}
+    return {"query": q, "fetch": f, "open": statistics.median(opens), "commit": statistics.median(commits), "plan": p}
 
 
 def main() -> None:
@@ -139,19 +145,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="reuse manifests built by an earlier run")
     args = parser.parse_args()
-    print(
-        f"{'clips':>8} {'build s':>8} {'files':>7} {'query s':>8} {'fetch 1k s':>10} {'commit 100 s':>12} {'plan s':>7}"
-    )
+    print("   clips  build s  index s  query s  fetch 1k s  open s  commit 100 s  plan s")
     for size in map(int, args.sizes.split(",")):
         output = storage.join(args.root, f"clips-{size}")
         built = 0.0
         if not (args.keep and delta.is_table(output, "clips")):
             storage.delete_prefix(output)
             built = build(output, size, args)
-        files = len(delta.open_table(output, "frames").file_uris())
+        started = time.perf_counter()
+        index.update(output, "index")
+        indexed = time.perf_counter() - started
         m = measure(output, size, args)
-        figures = f"{m['query']:>8.2f} {m['fetch']:>11.2f} {m['commit']:>13.2f} {m['plan']:>7.2f}"
-        print(f"{size:>8} {built:>8.1f} {files:>7} {figures}", flush=True)
+        figures = f"{m['query']:>8.2f} {m['fetch']:>11.2f} {m['open']:>7.2f} {m['commit']:>13.2f} {m['plan']:>7.2f}"
+        print(f"{size:>8} {built:>8.1f} {indexed:>8.1f} {figures}", flush=True)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep removed files this long, so snapshots this recent stay readable (default: 168, 7 days)",
     )
     compact.set_defaults(func=cmd_compact)
+    tag = commands.add_parser(
+        "tag",
+        help="name a snapshot of a manifest, for good: --as-of NAME reads it, and compact keeps its files",
+        epilog="exit codes: 0 tagged, 2 not a manifest, a bad or existing name, or no such version",
+    )
+    tag.add_argument("output", metavar="OUTPUT")
+    tag.add_argument("name", metavar="NAME")
+    tag.add_argument("--as-of", default=None, metavar="VERSION|TIME", help="the snapshot to name (default: the latest)")
+    tag.set_defaults(func=cmd_tag)
     status = commands.add_parser(
         "status", help="clips ok / failed / stale, frames and flag rates of a manifest", epilog="exit codes: 0, 2"
     )
@@ -270,9 +279,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from enrich.query import query, write
+    from enrich.query import query_snapshot, write
 
-    text = write(query(args.output, args.sql, args.as_of), args.format, args.out)
+    table, versions = query_snapshot(args.output, args.sql, args.as_of)
+    text = write(table, args.format, args.out, versions)
     if text is not None:
         sys.stdout.write(text)
     return errors.EXIT_OK
@@ -287,6 +297,19 @@ def cmd_compact(args: argparse.Namespace) -> int:
         raise errors.UsageError("--retention-hours must be 0 or more")
     with storage.s3_errors(output):
         print(compact.run(output, args.retention_hours).line(output))
+    return errors.EXIT_OK
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from enrich import storage
+    from enrich.manifest import delta
+    from enrich.manifest.commit import require_manifest
+
+    output = storage.normalize(args.output)
+    with storage.s3_errors(output):
+        require_manifest(output)
+        versions = delta.tag(output, args.name, args.as_of)
+    print(f"{output}: tagged version {versions.clips} as {args.name} (enrich query {output} SQL --as-of {args.name})")
     return errors.EXIT_OK
 
 

@@ -42,27 +42,45 @@ def datasets(output: str, as_of: str | int | None = None) -> tuple[dict[str, ds.
 
 def query(output: str, sql: str, as_of: str | int | None = None) -> pa.Table:
     """Run `sql` over the tables of the manifest at `output` (`frames`, `clips`, `captions`), at
-    their latest version or at `as_of` (a clips-table version, or a time: `enrich.manifest.delta`)."""
+    their latest version or at `as_of` (a clips-table version, a tag or a time: `enrich.manifest.delta`)."""
+    return query_snapshot(output, sql, as_of)[0]
+
+
+def query_snapshot(output: str, sql: str, as_of: str | int | None = None) -> tuple[pa.Table, delta.Versions]:
+    """`query`, and the versions of the snapshot it read."""
     import duckdb
 
+    from enrich.manifest import index
+
     con = duckdb.connect()
-    for name, dataset in datasets(output, as_of)[0].items():
-        con.register(name, dataset)
+    tables, versions = datasets(output, as_of)
+    for name, dataset in tables.items():
+        if name == "frames" and not index.needs_files(sql):  # the small columns: from the index
+            with storage.s3_errors(output):
+                index.register_frames(con, storage.normalize(output), versions, dataset)
+        else:
+            con.register(name, dataset)
     try:
-        return con.sql(sql).to_arrow_table()
+        return con.sql(sql).to_arrow_table(), versions
     except duckdb.Error as exc:
         raise UsageError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
 
 
-def write(table: pa.Table, fmt: str, out: str | None) -> str | None:
-    """`table` as text (fmt table/csv/json to stdout when out is None), or into the file `out`."""
+def write(table: pa.Table, fmt: str, out: str | None, versions: delta.Versions | None = None) -> str | None:
+    """`table` as text (fmt table/csv/json to stdout when out is None), or into the file `out`; a
+    Parquet file records the snapshot's `versions` in its metadata (`enrich.versions`)."""
     import io
 
     if fmt == "parquet":
         if not out:
             raise UsageError("--format parquet needs --out FILE")
+        import json
+
         import pyarrow.parquet as pq
 
+        if versions is not None:
+            metadata = {**(table.schema.metadata or {}), b"enrich.versions": json.dumps(versions.record()).encode()}
+            table = table.replace_schema_metadata(metadata)
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
         storage.write_bytes(out, buffer.getvalue())

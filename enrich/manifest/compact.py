@@ -21,24 +21,29 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from enrich import storage
-from enrich.manifest import delta, layout
+from enrich.manifest import delta, index, layout
 from enrich.manifest.schema import CLIPS
 
 CLIPS_FILE_ROWS = 50_000  # about 8 MB of clips rows
 AUTO_FILES = 64  # small clips files that make a run compact the clips table when it ends
 RETENTION_HOURS = 7 * 24
-TABLES = ("frames", "captions", "clips")
+TABLES = ("frames", "captions", "clips", index.NAME)
 
 
 @dataclass
 class Compacted:
     merged: int = 0  # clips files merged ...
     into: int = 0  # ... into this many
+    indexed: int = 0  # frames files added to frames_meta
+    rewritten: int = 0  # frames_meta files rewritten without rows of replaced files
     vacuumed: dict | None = None  # table -> files deleted
 
     def line(self, output: str) -> str:
         gone = ", ".join(f"{n} {t}" for t, n in (self.vacuumed or {}).items() if n) or "none"
-        return f"{output}: clips table: {self.merged} files merged into {self.into}; files vacuumed: {gone}"
+        return (
+            f"{output}: clips table: {self.merged} files merged into {self.into}; frames_meta: {self.indexed} "
+            f"frames files added, {self.rewritten} of its files rewritten; files vacuumed: {gone}"
+        )
 
 
 def small_files(table) -> list[dict]:
@@ -81,15 +86,15 @@ def compact_clips(output: str, run_id: str) -> tuple[int, int]:
 
 
 def vacuum(output: str, retention_hours: int = RETENTION_HOURS) -> dict[str, int]:
-    out = {}
+    """Delete the files that no version within the retention, and no tag, needs; table -> files deleted."""
+    out, tagged = {}, delta.tagged_versions(output)
     for name in TABLES:
         table = delta.open_table(output, name)
         if table is not None:
-            out[name] = len(
-                table.vacuum(
-                    retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=True
-                )
-            )
+            # full: also files no version named; enforce_retention_duration False: the caller's retention
+            options = dict(dry_run=False, enforce_retention_duration=False, full=True)
+            gone = table.vacuum(retention_hours=retention_hours, keep_versions=tagged.get(name) or None, **options)
+            out[name] = len(gone)
     return out
 
 
@@ -102,7 +107,9 @@ def run(output: str, retention_hours: int = RETENTION_HOURS) -> Compacted:
     require_manifest(output)
     lock = Lock(output).acquire()
     try:
-        merged, into = compact_clips(output, new_run_id())
-        return Compacted(merged, into, vacuum(output, retention_hours))
+        run_id = new_run_id()
+        merged, into = compact_clips(output, run_id)
+        indexed, rewritten = index.update(output, run_id)
+        return Compacted(merged, into, indexed, rewritten, vacuum(output, retention_hours))
     finally:
         lock.release()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,6 +27,7 @@ from enrich.errors import UsageError
 from enrich.manifest import layout
 
 META_KEY = "enrich"  # the commit metadata key under which a clips commit records its Versions
+TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,99}")
 
 
 def storage_options(output: str) -> dict[str, str] | None:
@@ -113,16 +115,43 @@ def _as_of(value: str | int, output: str) -> int | datetime:
     text = str(value).strip()
     if text.isdigit():
         return int(text)
+    if TAG_NAME.fullmatch(text) and storage.exists(layout.tag_file(output, text)):
+        return int(json.loads(storage.read_bytes(layout.tag_file(output, text)))["versions"]["clips"])
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--as-of {text!r}: give a version (0, 1, ...) or a time (2026-12-01T12:00:00Z)") from None
+        raise UsageError(
+            f"--as-of {text!r}: give a version (0, 1, ...), a tag (enrich tag) or a time (2026-12-01T12:00:00Z)"
+        ) from None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     created = datetime.fromtimestamp(commit_info(output, "clips", 0)["timestamp"] / 1000, UTC)
     if when < created:
         first_time = f"{created:%Y-%m-%dT%H:%M:%SZ}"
         raise UsageError(f"--as-of {text}: the manifest did not exist yet (its first version is from {first_time})")
     return when
+
+
+def tag(output: str, name: str, as_of: str | int | None = None) -> Versions:
+    """Name the snapshot `as_of` (default: the latest) `name`, for good: `--as-of NAME` reads it, and
+    `enrich compact` keeps its files."""
+    if not TAG_NAME.fullmatch(name) or name.isdigit():
+        raise UsageError(f"tag {name!r}: a letter, then letters, digits, '_', '.' or '-' (100 at most)")
+    _, versions = snapshot(output, as_of)
+    record = {"name": name, "versions": versions.record(), "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    if not storage.create_exclusive(layout.tag_file(output, name), json.dumps(record, indent=2).encode()):
+        raise UsageError(f"tag {name!r} exists already in {output} (tags are never moved)")
+    return versions
+
+
+def tagged_versions(output: str) -> dict[str, list[int]]:
+    """table -> the versions that tags name (which vacuum keeps)."""
+    out: dict[str, list[int]] = {}
+    for uri in storage.list_uris(layout.tags_dir(output)):
+        if uri.endswith(".json"):
+            for table, version in json.loads(storage.read_bytes(uri))["versions"].items():
+                if version is not None:
+                    out.setdefault(table, []).append(int(version))
+    return out
 
 
 def clip_files(output: str, name: str, clip_ids, versions: Versions | None = None) -> dict[str, str]:

@@ -7,6 +7,7 @@ OUTPUT/TABLE/KK/KEY.RUN.parquet the same, for a stage with a table of its own (c
 OUTPUT/clips/RUN-SEQ[-N].parquet one row per clip: a file per commit of a run, and the rows that a
                                 later commit left of it
 OUTPUT/runs/RUN_ID/             each run's config.json and summary.json
+OUTPUT/tags/NAME.json           a named snapshot (`enrich tag`): the tables' versions
 OUTPUT/_staging/RUN_ID/KEY/     a running run's parts, per clip (readers skip names starting with _)
 OUTPUT/_lock.json               the lock a run holds on OUTPUT
 OUTPUT/report.html              `enrich report`'s page, by default
@@ -76,6 +77,14 @@ def staging_dir(output: str, run_id: str) -> str:
 def clip_parts(staging: str, clip_id: str) -> str:
     """Where a clip's staged parts go, under a run's staging folder."""
     return join(staging, clip_key(clip_id))
+
+
+def tag_file(output: str, name: str) -> str:
+    return join(output, "tags", f"{name}.json")
+
+
+def tags_dir(output: str) -> str:
+    return join(output, "tags")
 
 
 def lock_file(output: str) -> str:

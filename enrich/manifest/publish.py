@@ -61,6 +61,14 @@ class Publisher:
                 self.current[name] = {layout.key_of(p): p for p in paths}
         return self.tables[name]
 
+    def open(self) -> None:
+        """Read what the commits need of the tables' logs (done by the first commit otherwise)."""
+        for name in PER_CLIP:
+            if delta.is_table(self.output, name):
+                self._table(name)
+        if delta.is_table(self.output, "clips") and self.holders is None:
+            self.holders = self._holders(self._table("clips"))
+
     def publish(self, batch: list[Finished]) -> dict[str, int]:
         """Commit `batch`: each per-clip table it touches, then its clips rows. Returns the
         versions made."""

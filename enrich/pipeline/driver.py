@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from enrich import licences, storage, supervise
 from enrich.errors import InfrastructureError, UsageError
-from enrich.manifest import commit, compact, layout
+from enrich.manifest import commit, compact, index, layout
 from enrich.manifest.publish import Finished, Publisher
 from enrich.manifest.schema import TABLES
 from enrich.pipeline.graph import build_dataset, stage_plans
@@ -176,10 +176,13 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
             f"{outage}; {_clips(summary.published)} committed by this run are kept and "
             "the clips in flight were not published; run the same command again to resume"
         ) from None
-    with infrastructure_failures():
+    with infrastructure_failures():  # beyond a threshold, a run compacts what it added to
         merged, into = compact.compact_clips(cfg.output, prep.run_id) if compact.due(cfg.output) else (0, 0)
+        added = index.update(cfg.output, prep.run_id)[0] if summary.published and index.due(cfg.output) else 0
     if merged:
         summary.notes.append(f"clips table compacted: {merged} small files merged into {into}")
+    if added:
+        summary.notes.append(f"frames_meta (the index queries read) updated with {added} clips' frames")
     return summary
 
 

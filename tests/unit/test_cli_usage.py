@@ -9,7 +9,7 @@ import pytest
 
 from enrich.cli import build_parser, main
 
-COMMANDS = ("run", "submit", "jobs", "report", "query", "migrate", "compact", "status", "show", "models")
+COMMANDS = ("run", "submit", "jobs", "report", "query", "migrate", "compact", "tag", "status", "show", "models")
 
 
 def assert_top_level_help(text: str) -> None:

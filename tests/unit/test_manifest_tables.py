@@ -129,3 +129,47 @@ def test_an_older_manifest_is_upgraded_in_place_without_copying_frames(tmp_path)
     assert stats["minValues"]["clip_id"] == "a" and stats["numRecords"] == 2
     assert migrate.run(str(tmp_path)).endswith("nothing to do")
     assert delta.snapshot(str(tmp_path))[1].others["frames"] == 1
+
+
+def test_frames_meta_serves_the_small_columns_of_any_snapshot_and_never_rows_of_replaced_files(tmp_path):
+    from enrich.manifest import index
+
+    first = publish(tmp_path, "r1", {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0})
+    assert index.update(str(tmp_path), "i1") == (4, 0)
+    assert index.update(str(tmp_path), "i2") == (0, 0)  # up to date: no commit
+    assert scales(tmp_path) == {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    publish(tmp_path, "r2", {"b": 5.0, "e": 6.0})  # b's indexed rows are of a replaced file now
+    want = {"a": 1.0, "b": 5.0, "c": 3.0, "d": 4.0, "e": 6.0}
+    assert scales(tmp_path) == want
+    assert scales(tmp_path, first["clips"]) == {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    assert index.update(str(tmp_path), "i3") == (2, 0)  # b's new file and e's; 1 of 4 sources dead: kept
+    assert scales(tmp_path) == want and scales(tmp_path, first["clips"])["b"] == 2.0
+    publish(tmp_path, "r3", {"a": 7.0})
+    assert index.update(str(tmp_path), "i4") == (1, 1)  # now 2 of the first file's 4 are dead: rewritten
+    assert scales(tmp_path) == {**want, "a": 7.0}
+    meta = DeltaTable(str(tmp_path / index.NAME)).to_pyarrow_table()
+    assert meta.num_rows == 2 * 5 and "depth_png" not in meta.column_names  # c, d; b, e; a
+    # a query that reads a PNG column reads the frames files
+    assert index.needs_files("SELECT depth_png FROM frames") and index.needs_files("SELECT * FROM frames")
+    assert index.needs_files("SELECT f.* FROM frames f") and not index.needs_files("SELECT count(*) FROM frames")
+    table = query(str(tmp_path), "SELECT clip_id, depth_png FROM frames")
+    assert table.num_rows == 2 * 5
+
+
+def test_a_tag_pins_a_snapshot_that_vacuum_keeps(tmp_path, capsys):
+    from enrich.cli import main
+
+    publish(tmp_path, "r1", {"a": 1.0})
+    assert main(["tag", str(tmp_path), "train-v1"]) == 0
+    assert "tagged version 1 as train-v1" in capsys.readouterr().out
+    assert main(["tag", str(tmp_path), "train-v1"]) == 2  # never moved
+    assert "exists already" in capsys.readouterr().err
+    assert main(["tag", str(tmp_path), "1st"]) == 2
+    publish(tmp_path, "r2", {"a": 2.0})
+    assert compact.vacuum(str(tmp_path), retention_hours=0)["frames"] == 0  # a's first file: tagged
+    assert scales(tmp_path, "train-v1") == {"a": 1.0} and scales(tmp_path) == {"a": 2.0}
+    out = tmp_path / "set.parquet"
+    assert main(["query", str(tmp_path), "SELECT clip_id FROM frames", "--as-of", "train-v1",
+                 "--format", "parquet", "--out", str(out)]) == 0  # fmt: skip
+    recorded = json.loads(pq.read_schema(out).metadata[b"enrich.versions"])
+    assert recorded == {"clips": 1, "frames": 1, "captions": None}

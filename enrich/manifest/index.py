@@ -1,0 +1,164 @@
+"""`frames_meta`: the frames table's small columns, compacted, so that queries open few files.
+
+The frames table keeps one file per clip (a re-enriched clip replaces only its own), which makes
+a query over a large catalogue open a file per clip. `frames_meta` is a Delta table of the same
+rows without the PNG and JPEG columns, and with `source_file`, the frames file each row was copied
+from, in files of up to `FILE_ROWS` rows. It is derived, never the truth:
+
+- A frames file is immutable (its name is new each run), so an index row is valid for a frames
+  version exactly when its `source_file` is one of that version's files. A query of a snapshot
+  takes the index rows whose file is live in it, and reads the live files not yet in the index
+  directly (`register_frames`). Whatever the index holds, the rows are the frames table's.
+- `update` (run by `enrich compact`, and by a run that has published enough new clips) copies
+  the small columns of the live files it lacks into new files, and rewrites an index file only
+  when a quarter of its rows are of files no longer live. Re-enriching a few clips rewrites
+  nothing; their old rows are skipped until then.
+
+A query that names a PNG or JPEG column, or selects `*` from frames, reads the frames files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from enrich import storage
+from enrich.manifest import delta, layout
+from enrich.manifest.schema import FRAMES
+
+NAME = "frames_meta"
+BLOBS = tuple(f.name for f in FRAMES if pa.types.is_binary(f.type))  # depth_png, flow_png, thumb_jpeg
+META = pa.schema([*(f for f in FRAMES if f.name not in BLOBS), ("source_file", pa.string())])
+FILE_ROWS = 1_000_000  # an index file: ~100-300 MB of small columns at most
+DEAD_SHARE = 0.25  # an index file is rewritten once more than this share of its rows are of replaced files
+AUTO_NEW_FILES = 1000  # frames files not in the index that make a run update it when it ends
+
+
+def live_files(output: str, versions: delta.Versions) -> list[str]:
+    """The frames files of the snapshot `versions`, relative to the frames table."""
+    version = versions.others.get("frames")
+    table = delta.open_table(output, "frames", version) if version is not None else None
+    return pa.table(table.get_add_actions(flatten=True))["path"].to_pylist() if table is not None else []
+
+
+def _index(output: str):
+    """The index's latest version, and the frames files each of its files holds rows of."""
+    table = delta.open_table(output, NAME)
+    if table is None:
+        return None, {}
+    prefix = delta.filesystem(output)[1] + f"/{NAME}/"
+    held = {}
+    for fragment in delta.dataset(output, table, META).get_fragments():
+        sources = fragment.to_table(columns=["source_file"])["source_file"]
+        held[fragment.path.removeprefix(prefix)] = set(pc.unique(sources).to_pylist())
+    return table, held
+
+
+def due(output: str) -> bool:
+    """Whether AUTO_NEW_FILES or more of the latest snapshot's frames files are not in the index."""
+    live = set(live_files(output, delta.snapshot(output)[1]))
+    _, held = _index(output)
+    return len(live - set().union(*held.values())) >= AUTO_NEW_FILES
+
+
+def update(output: str, run_id: str) -> tuple[int, int]:
+    """Bring the index up to the latest snapshot. Returns (frames files added, index files rewritten)."""
+    from deltalake import CommitProperties
+    from deltalake.transaction import RemoveAction
+
+    from enrich.manifest.publish import now_ms
+
+    _, versions = delta.snapshot(output)
+    live = set(live_files(output, versions))
+    table, held = _index(output)
+    if table is None:
+        table = delta.create_table(output, NAME, META)
+    indexed = set().union(*held.values())
+    now, actions, rewritten, seq = now_ms(), [], 0, 0
+    missing = sorted(live - indexed)
+    for start in range(0, len(missing), 10_000):
+        rows = _rows(output, missing[start : start + 10_000])
+        for offset in range(0, rows.num_rows, FILE_ROWS):
+            actions.append(_write(output, rows.slice(offset, FILE_ROWS), f"{run_id}-{seq:05d}.parquet", now))
+            seq += 1
+    for path, sources in sorted(held.items()):
+        dead = sources - live
+        if len(dead) > DEAD_SHARE * len(sources):  # rows per file are about equal: a share of files
+            rewritten += 1
+            actions.append(RemoveAction(path, True, now, None, {}))
+            rows = pq.read_table(_uri(output, path), schema=META, filesystem=delta.filesystem(output)[0])
+            rows = rows.filter(pc.invert(pc.is_in(rows["source_file"], value_set=pa.array(sorted(dead)))))
+            if rows.num_rows:
+                actions.append(_write(output, rows, f"{run_id}-{seq:05d}.parquet", now))
+                seq += 1
+    if actions:
+        metadata = {"enrich": json.dumps({"frames": versions.others.get("frames"), "run_id": run_id})}
+        table.create_write_transaction(
+            actions, mode="append", schema=table.schema(), commit_properties=CommitProperties(custom_metadata=metadata)
+        )
+    return len(missing), rewritten
+
+
+def _uri(output: str, path: str) -> str:
+    return f"{delta.filesystem(output)[1]}/{NAME}/{path}"
+
+
+def _rows(output: str, paths: list[str]) -> pa.Table:
+    """The small columns of frames files, each row with its file."""
+    fs, root = delta.filesystem(output)
+    dataset = ds.dataset([f"{root}/frames/{p}" for p in paths], schema=FRAMES, format="parquet", filesystem=fs)
+    columns = [n for n in META.names if n != "source_file"]
+    parts = []
+    for fragment, path in zip(dataset.get_fragments(), paths, strict=True):
+        rows = fragment.to_table(schema=FRAMES, columns=columns)
+        parts.append(rows.append_column("source_file", pa.array([path] * rows.num_rows, pa.string())))
+    return pa.concat_tables(parts).cast(META) if parts else META.empty_table()
+
+
+def _write(output: str, rows: pa.Table, path: str, now: int):
+    from deltalake.transaction import AddAction
+
+    rows = rows.sort_by([("clip_id", "ascending"), ("frame_index", "ascending")])
+    with storage.atomic_output(storage.join(layout.table_dir(output, NAME), path)) as out:
+        pq.write_table(rows, out, compression="snappy", row_group_size=128 * 1024)
+        size = out.tell()
+    ids = rows["clip_id"]
+    stats = {"numRecords": rows.num_rows, "minValues": {"clip_id": pc.min(ids).as_py()},
+             "maxValues": {"clip_id": pc.max(ids).as_py()}, "nullCount": {"clip_id": 0}}  # fmt: skip
+    return AddAction(path, size, {}, now, True, json.dumps(stats))
+
+
+_STAR = re.compile(r"(^|[\s,.])\*(?!\s*\))")  # SELECT * or f.*, not count(*)
+
+
+def needs_files(sql: str) -> bool:
+    """Whether `sql` may read the PNG or JPEG columns (by name, or through a `*`)."""
+    return bool(re.search(r"\b(" + "|".join(BLOBS) + r")\b", sql, re.IGNORECASE) or _STAR.search(sql))
+
+
+def register_frames(con, output: str, versions: delta.Versions, frames_dataset) -> None:
+    """Register `frames` in the DuckDB connection `con`: the index rows of the snapshot's files and
+    the rows of its files not in the index, without the PNG and JPEG columns."""
+    live = live_files(output, versions)
+    table, held = _index(output)
+    if table is None or not live:
+        con.register("frames", frames_dataset)
+        return
+    indexed = set().union(*held.values())
+    rest = [p for p in live if p not in indexed]
+    fs, root = delta.filesystem(output)
+    con.register("_frames_live", pa.table({"source_file": pa.array(live, pa.string())}))
+    con.register("_frames_meta", delta.dataset(output, table, META))
+    rest_ds = ds.dataset([f"{root}/frames/{p}" for p in rest], schema=FRAMES, format="parquet", filesystem=fs)
+    con.register("_frames_rest", rest_ds)
+    small = ", ".join(f'"{n}"' for n in META.names if n != "source_file")
+    con.execute(
+        f"CREATE TEMP VIEW frames AS SELECT {small} FROM _frames_meta "
+        "WHERE source_file IN (SELECT source_file FROM _frames_live) "
+        f"UNION ALL SELECT {small} FROM _frames_rest"
+    )
