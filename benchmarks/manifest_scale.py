@@ -35,6 +35,7 @@ from enrich.manifest import delta, index, layout
 from enrich.manifest.commit import COMPRESSION, file_stats, read_clips
 from enrich.manifest.publish import Finished, Publisher
 from enrich.manifest.schema import FLAG_NAMES, FRAMES
+from enrich.pipeline.records import new_run_id
 from enrich.plan import make_plan
 from enrich.query import query
 
@@ -112,8 +113,8 @@ def measure(output: str, size: int, args) -> dict:
     f, fetched = timed(fetch, args.repeats)
     commits, opens, rng_c = [], [], np.random.default_rng(2)
     depth, thumb = os.urandom(args.depth_kib * 1024), os.urandom(2048)
-    for r in range(args.repeats):
-        run_id = f"redo{r}"
+    for _ in range(args.repeats):
+        run_id = new_run_id()
         redo = [int(i) for i in rng_c.choice(size, 100, replace=False)]
         batch = [Finished({**clip_row(i, run_id), "n_frames": args.frames},
                           {"frames": write_frames(output, clip_id(i), run_id, args.frames, depth, thumb, rng_c)})

@@ -24,6 +24,7 @@ from enrich.catalog import Clip
 SHOWN = 50  # clips listed by `lines()`; the rest are counted
 FRAMES = "frames"  # the part every clip has
 FAILED = "!"  # a part's recorded hash starts with it when the part failed with those settings
+COLUMNS = ["clip_id", "size_bytes", "etag", "status", "hashes", "attempts"]  # what a plan reads of the clips table
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,7 @@ def make_plan(
     """`hashes`: each part's current hash (`RunConfig.part_hashes`); `frames` first."""
     state = {}
     if previous is not None:
-        columns = ["clip_id", "size_bytes", "etag", "status", "hashes", "attempts"]
-        for row in previous.select(columns).to_pylist():
+        for row in previous.select(COLUMNS).to_pylist():
             state[row["clip_id"]] = row
     todo, reasons, attempts, gave_up, only = [], {}, {}, [], {}
     for clip in clips:

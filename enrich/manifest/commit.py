@@ -200,14 +200,18 @@ def require_manifest(output: str) -> None:
         raise UsageError(f"{output} is not an enrich manifest (no clips table)")
 
 
-def read_clips(output: str, columns: list[str] | None = None) -> pa.Table | None:
-    """The clips table's latest rows (those `columns`); None before the first commit."""
+def read_clips(output: str, columns: list[str] | None = None, clip_ids=None) -> pa.Table | None:
+    """The clips table's latest rows (of `clip_ids`, default all; those `columns`, default all);
+    None before the first commit."""
+    import pyarrow.dataset as ds
+
     from enrich.manifest import delta
 
     table = delta.open_table(output, "clips")
     if table is None:
         return None
-    return delta.dataset(output, table, CLIPS).to_table(columns=columns)
+    where = None if clip_ids is None else ds.field("clip_id").isin(list(clip_ids))
+    return delta.dataset(output, table, CLIPS).to_table(columns=columns, filter=where)
 
 
 def with_current_columns(table: pa.Table) -> pa.Table:

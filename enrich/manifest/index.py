@@ -84,7 +84,7 @@ def update(output: str, run_id: str) -> tuple[int, int]:
     for start in range(0, len(missing), 10_000):
         rows = _rows(output, missing[start : start + 10_000])
         for offset in range(0, rows.num_rows, FILE_ROWS):
-            actions.append(_write(output, rows.slice(offset, FILE_ROWS), f"{run_id}-{seq:05d}.parquet", now))
+            actions.append(_write(output, rows.slice(offset, FILE_ROWS), layout.clips_path(run_id, seq), now))
             seq += 1
     for path, sources in sorted(held.items()):
         dead = sources - live
@@ -94,7 +94,7 @@ def update(output: str, run_id: str) -> tuple[int, int]:
             rows = pq.read_table(_uri(output, path), schema=META, filesystem=delta.filesystem(output)[0])
             rows = rows.filter(pc.invert(pc.is_in(rows["source_file"], value_set=pa.array(sorted(dead)))))
             if rows.num_rows:
-                actions.append(_write(output, rows, f"{run_id}-{seq:05d}.parquet", now))
+                actions.append(_write(output, rows, layout.clips_path(run_id, seq), now))
                 seq += 1
     if actions:
         metadata = {"enrich": json.dumps({"frames": versions.others.get("frames"), "run_id": run_id})}

@@ -16,6 +16,7 @@ OUTPUT/report.html              `enrich report`'s page, by default
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 from enrich.storage import join
 
@@ -44,9 +45,10 @@ def clip_path(clip_id: str, run_id: str) -> str:
 
 
 def clips_path(run_id: str, seq: int, piece: int | None = None) -> str:
-    """A file of the clips table, relative to it: commit `seq` of a run, or what is left of an older
-    file (`piece`) once that commit took some of its clips."""
-    return f"{run_id}-{seq:05d}" + ("" if piece is None else f"-{piece}") + ".parquet"
+    """A new file of the clips table (or of another table of batch files), relative to it: commit
+    `seq` of a run, or what is left of an older file (`piece`) once that commit took some of its
+    clips. The random part makes it new whatever wrote before: a live file is never overwritten."""
+    return f"{run_id}-{seq:05d}" + ("" if piece is None else f"-{piece}") + f"-{uuid.uuid4().hex[:8]}.parquet"
 
 
 def log_file(output: str, table: str, version: int) -> str:

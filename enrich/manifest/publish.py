@@ -57,9 +57,22 @@ class Publisher:
                 table = delta.create_table(self.output, name, schema)
             self.tables[name] = table
             if name in PER_CLIP:
+                self._undo_unrecorded(name, table)
                 paths = pa.table(table.get_add_actions(flatten=True))["path"].to_pylist() if table.version() else []
                 self.current[name] = {layout.key_of(p): p for p in paths}
         return self.tables[name]
+
+    def _undo_unrecorded(self, name: str, table) -> None:
+        """A run that died between its commits left this table ahead of the version the clips table
+        names. Restore that version (a commit that re-adds and removes files, copying nothing) before
+        committing on top: the dead run's clips are redone, and no clips commit names its files."""
+        named = delta.snapshot(self.output)[1].others.get(name) if delta.is_table(self.output, "clips") else None
+        target = 0 if named is None else named
+        latest = table.version()
+        ops = {delta.commit_info(self.output, name, v).get("operation") for v in range(target + 1, latest + 1)}
+        if ops - {"VACUUM START", "VACUUM END", None}:
+            table.restore(target)
+            table.update_incremental()
 
     def open(self) -> None:
         """Read what the commits need of the tables' logs (done by the first commit otherwise)."""

@@ -88,7 +88,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
     finish_clip = FinishClip(cfg.temporal, cfg.audit)
     publisher = Publisher(cfg.output, prep.run_id, staging)
     tracker, pending, unpublished = ClipTracker(), {}, []
-    kept = previous_rows(prep.previous, prep.plan.only)
+    kept = previous_rows(cfg.output, prep.plan.only)
 
     def settle(block: bool) -> None:
         if not pending:

@@ -20,6 +20,7 @@ from enrich.manifest import commit, migrate
 from enrich.ops import video
 from enrich.pipeline.graph import size_stages
 from enrich.pipeline.records import new_run_id
+from enrich.plan import COLUMNS as PLAN_COLUMNS
 from enrich.plan import ClipPlan, make_plan
 from enrich.resources import ActorSizing
 from enrich.runtime import (
@@ -39,7 +40,7 @@ class Prepared:
     config_hash: str
     plan: ClipPlan
     run_id: str
-    previous: pa.Table | None  # the clips table before this run
+    previous: pa.Table | None  # what the plan read of the clips table before this run
     lock: Lock | None = None  # held from before the clips table is read until the run ends
     notes: dict[str, str] = field(default_factory=dict)  # stage -> its attention kernel, for --verbose
     # stage -> its pool and resources, sized once against the cluster at launch (`enrich.resources`);
@@ -94,12 +95,12 @@ def prepare(cfg: RunConfig, plan_only: bool = False, log=None) -> Prepared:
                 supervise.report(output=cfg.output, lock_token=lock.token)
             run_id = new_run_id()
             if not migrate.needed(cfg.output):
-                previous = commit.read_clips(cfg.output)
+                previous = commit.read_clips(cfg.output, PLAN_COLUMNS)
             elif plan_only:  # a manifest of an older enrich: a plan reads it as it is ...
                 previous = migrate.legacy_clips(cfg.output)
             else:  # ... and a run upgrades it in place, under the lock
                 migrate.upgrade(cfg.output, run_id, log)
-                previous = commit.read_clips(cfg.output)
+                previous = commit.read_clips(cfg.output, PLAN_COLUMNS)
         plan = make_plan(clips, previous, hashes, cfg.force, cfg.retry_limit)
         prep = Prepared(cfg, models, config_hash, plan, run_id, previous, lock, hashes=hashes)
         if plan_only:

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
 from enrich import licences, storage
 from enrich.catalog import Clip
 from enrich.config import STAGES
@@ -123,14 +121,14 @@ def _hashes(prep: Prepared, clip_id: str, done: dict[str, str], error: str | Non
     return {**kept, **{part: FAILED + h if error else h for part, h in done.items()}}
 
 
-def previous_rows(previous, only: dict[str, tuple[str, ...]]) -> dict[str, dict]:
-    """The last clips-table rows of the clips redone for some stages alone."""
-    if previous is None or not only:
+def previous_rows(output: str, only: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+    """The last clips-table rows of the clips redone for some stages alone (all their columns)."""
+    if not only:
         return {}
-    import pyarrow.compute as pc
+    from enrich.manifest.commit import read_clips
 
-    rows = previous.filter(pc.is_in(previous["clip_id"], value_set=pa.array(list(only)))).to_pylist()
-    return {r["clip_id"]: r for r in rows}
+    rows = read_clips(output, clip_ids=only)
+    return {r["clip_id"]: r for r in rows.to_pylist()} if rows is not None else {}
 
 
 def config_record(prep: Prepared) -> dict:

@@ -173,3 +173,14 @@ def test_a_tag_pins_a_snapshot_that_vacuum_keeps(tmp_path, capsys):
                  "--format", "parquet", "--out", str(out)]) == 0  # fmt: skip
     recorded = json.loads(pq.read_schema(out).metadata[b"enrich.versions"])
     assert recorded == {"clips": 1, "frames": 1, "captions": None}
+
+
+def test_the_next_run_undoes_frames_committed_by_a_run_that_died_before_its_clips_commit(tmp_path):
+    publish(tmp_path, "r1", {"a": 1.0, "b": 2.0})
+    dead = Publisher(str(tmp_path), "r2")  # commits b's new frames, then dies before the clips commit
+    dead._commit_files("frames", [("b", frames_file(tmp_path, "b", "r2", 9.0))])
+    assert DeltaTable(str(tmp_path / "frames")).to_pyarrow_table()["depth_scale"].to_pylist().count(9.0) == 2
+    publish(tmp_path, "r3", {"c": 3.0})  # a run that does not redo b (its caption alone, say)
+    assert scales(tmp_path) == {"a": 1.0, "b": 2.0, "c": 3.0}  # b's rows are r1's, as its clips row says
+    frames = DeltaTable(str(tmp_path / "frames")).to_pyarrow_table()
+    assert sorted(set(frames["run_id"].to_pylist())) == ["r1", "r3"]  # what any Delta reader sees too
