@@ -1,15 +1,17 @@
 """`enrich compact OUTPUT`: keep the manifest's file count bounded, and its storage too.
 
 - The clips table gains a file per commit (and a smaller one for each file a commit took clips
-  from). Compaction merges its small files into files of up to `CLIPS_FILE_ROWS` rows, sorted by
-  clip_id, in one commit. It writes them with enrich's own writer, so the table keeps plain types
-  (delta-rs' own optimize writes string_view, which pyarrow's dataset filters cannot compare).
-  Files stay that small because a later commit rewrites each file that holds one of its clips.
+  from). Compaction merges its small files (under a quarter of `CLIPS_FILE_ROWS` rows) into files
+  of up to `CLIPS_FILE_ROWS` rows, sorted by clip_id, in one commit. It writes them with enrich's
+  own writer, so the table keeps plain types (delta-rs' own optimize writes string_view, which
+  pyarrow's dataset filters cannot compare).
 - Frames and the stage tables have a file per clip, which a re-enriched clip replaces; they are not
-  merged (merging would make every replacement rewrite a whole merged file: copy-on-write).
+  merged (merging would make every replacement rewrite a whole merged file: copy-on-write). Their
+  small columns are compacted into `frames_meta` instead (`enrich.manifest.index`).
 - Vacuum: each table's files that its log removed more than `retention_hours` ago, and files that
-  no version ever named (a killed run's unpublished clips) older than that, are deleted. Snapshots
-  older than the retention can then no longer be read: a pinned training set must be newer.
+  no version ever named (a killed run's unpublished clips) older than that, are deleted, except
+  those of tagged versions (`enrich tag`). Other snapshots older than the retention can then no
+  longer be read.
 
 A run compacts the clips table itself when it ends with more than `AUTO_FILES` small files.
 """
@@ -24,7 +26,10 @@ from enrich import storage
 from enrich.manifest import delta, index, layout
 from enrich.manifest.schema import CLIPS
 
-CLIPS_FILE_ROWS = 50_000  # about 8 MB of clips rows
+# Clips files of at most this many rows: a commit rewrites each file that holds one of its clips, so
+# the size bounds that rewrite (a batch of 100 random clips: 100 files at most), and files below a
+# quarter of it are merged, which bounds how many files a plan or query opens.
+CLIPS_FILE_ROWS = 2_000
 AUTO_FILES = 64  # small clips files that make a run compact the clips table when it ends
 RETENTION_HOURS = 7 * 24
 TABLES = ("frames", "captions", "clips", index.NAME)
@@ -48,7 +53,7 @@ class Compacted:
 
 def small_files(table) -> list[dict]:
     actions = pa.table(table.get_add_actions(flatten=True)).select(["path", "num_records"]).to_pylist()
-    return [a for a in actions if (a["num_records"] or 0) < CLIPS_FILE_ROWS]
+    return [a for a in actions if (a["num_records"] or 0) < CLIPS_FILE_ROWS // 4]
 
 
 def due(output: str) -> bool:

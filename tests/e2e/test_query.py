@@ -50,6 +50,29 @@ def test_query_equals_pyarrow(manifest):
     assert query(str(manifest), "SELECT count(*) AS n FROM clips").to_pandas()["n"][0] == 3
 
 
+def test_compact_keeps_every_query_answer_and_status(manifest, tmp_path, capsys):
+    """`enrich compact` on a copy: frames_meta then answers the small-column queries, the same."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(manifest, out)
+    sqls = [
+        "SELECT clip_id, frame_index, timestamp_s, segment, flags, audit, depth_scale FROM frames ORDER BY 1, 2",
+        "SELECT clip_id, count(*) FILTER (flags.motion_blur) AS blurred, avg(audit.sharpness) AS s FROM frames "
+        "GROUP BY 1 ORDER BY 1",
+    ]
+    before = [query(str(out), sql).to_pylist() for sql in sqls]
+    assert main(["status", str(out)]) == 0
+    status = capsys.readouterr().out
+    assert main(["compact", str(out)]) == 0
+    line = capsys.readouterr().out
+    assert "frames_meta: 2 frames files added" in line, line
+    assert (out / "frames_meta" / "_delta_log").is_dir()
+    assert [query(str(out), sql).to_pylist() for sql in sqls] == before and before[0]
+    assert main(["status", str(out)]) == 0
+    assert capsys.readouterr().out == status
+
+
 def test_query_command_formats(manifest, tmp_path, capsys):
     sql = "SELECT clip_id, status, error FROM clips ORDER BY clip_id"
     assert main(["query", str(manifest), sql]) == 0
