@@ -68,6 +68,17 @@ def create_table(output: str, name: str, schema: pa.Schema):
     return DeltaTable.create(uri, schema, mode="ignore", name=name, storage_options=storage_options(output))
 
 
+def evolve(table, schema: pa.Schema) -> None:
+    """Add to the table's schema the columns of `schema` it lacks (a newer enrich's), as nullable:
+    a commit keeps the table's schema, so files with new columns would show them to no reader."""
+    from deltalake import Schema
+
+    have = {f.name for f in table.schema().fields}
+    missing = [f for f in schema if f.name not in have]
+    if missing:
+        table.alter.add_columns(Schema.from_arrow(pa.schema(missing)).fields)
+
+
 @dataclass(frozen=True)
 class Versions:
     """One consistent snapshot: the version of each table (None: that table has no version yet)."""

@@ -51,10 +51,11 @@ class Publisher:
 
     def _table(self, name: str):
         if name not in self.tables:
+            schema = CLIPS if name == "clips" else PER_CLIP[name]
             table = delta.open_table(self.output, name)
             if table is None:
-                schema = CLIPS if name == "clips" else PER_CLIP[name]
                 table = delta.create_table(self.output, name, schema)
+            delta.evolve(table, schema)
             self.tables[name] = table
             if name in PER_CLIP:
                 self._undo_unrecorded(name, table)
@@ -139,7 +140,8 @@ class Publisher:
         path = layout.clips_path(self.run_id, self.seq)
         adds, removes = [write_clips_file(self.output, new, path, now, scratch=self.scratch)], []
         for piece, old in enumerate(sorted({self.holders[c] for c in ids if c in self.holders})):
-            kept = pq.read_table(storage.open_input(storage.join(layout.table_dir(self.output, "clips"), old)))
+            source = storage.open_input(storage.join(layout.table_dir(self.output, "clips"), old))
+            kept = pq.read_table(source, schema=CLIPS)  # an older file lacks newer columns: nulls
             kept = kept.filter(pc.invert(pc.is_in(kept["clip_id"], value_set=new["clip_id"])))
             removes.append(RemoveAction(old, True, now, None, {}))
             if kept.num_rows:

@@ -184,3 +184,14 @@ def test_the_next_run_undoes_frames_committed_by_a_run_that_died_before_its_clip
     assert scales(tmp_path) == {"a": 1.0, "b": 2.0, "c": 3.0}  # b's rows are r1's, as its clips row says
     frames = DeltaTable(str(tmp_path / "frames")).to_pyarrow_table()
     assert sorted(set(frames["run_id"].to_pylist())) == ["r1", "r3"]  # what any Delta reader sees too
+
+
+def test_a_newer_enrich_adds_its_columns_to_the_tables(tmp_path, monkeypatch):
+    from enrich.manifest import publish as publish_module
+
+    publish(tmp_path, "r1", {"a": 1.0, "b": 2.0})
+    wider = pa.schema([*publish_module.CLIPS, ("new_column", pa.string())])
+    monkeypatch.setattr(publish_module, "CLIPS", wider)
+    Publisher(str(tmp_path), "r2").publish_rows(pa.Table.from_pylist([{**row("b", "r2"), "new_column": "x"}], wider))
+    table = DeltaTable(str(tmp_path / "clips")).to_pyarrow_table()
+    assert {r["clip_id"]: r["new_column"] for r in table.to_pylist()} == {"a": None, "b": "x"}
