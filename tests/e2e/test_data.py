@@ -62,6 +62,13 @@ def test_readers_over_s3_with_dataloader_workers_and_ray_data(run, s3, bucket, s
     items = ray_dataset(out, SELECT, fields=("rgb", "depth", "flow", "flags")).take_all()
     check_items(items, frames)
 
+    # compaction on S3: frames_meta then serves the selection, a tag pins it, nothing changes
+    assert main(["compact", out]) == 0
+    assert main(["tag", out, "first"]) == 0
+    tagged = FrameDataset(out, SELECT, fields=("rgb", "depth", "flow", "flags"), as_of="first")
+    check_items([tagged[i] for i in range(len(tagged))], frames)
+    assert delta.is_table(out, "frames_meta")
+
 
 def test_a_training_set_pinned_to_a_version_reads_it_after_a_later_run(run, small_input, tmp_path, capsys):
     out = tmp_path / "out"
