@@ -2,8 +2,9 @@
 
 Flag rates over the catalogue and per clip, the flicker figures, and for each flag a few flagged
 frames: the stored thumbnail beside its colourised depth. Images are inlined (base64), so the file
-can be mailed or opened from a bucket. The manifest is read as Arrow datasets (`enrich.query`): the
-small columns for the whole catalogue, then thumbnails and depth of the example frames alone.
+can be mailed or opened from a bucket. The manifest is read at one snapshot: the small columns for
+the whole catalogue by SQL (`enrich.query`, so from frames_meta where it has them), then the
+thumbnails and depth of the example frames alone, from their clips' files.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from PIL import Image
 
 from enrich import storage
+from enrich.manifest import delta
 from enrich.manifest.layout import report_file
-from enrich.manifest.schema import FLAG_NAMES, MODEL_COLUMNS
+from enrich.manifest.schema import FLAG_NAMES, FRAMES, MODEL_COLUMNS
 from enrich.ops.visual import depth_rgb
-from enrich.query import datasets
+from enrich.query import query, query_snapshot
 
 EXAMPLES_PER_FLAG = 4
 SCORE_OF_FLAG = {  # the score shown under an example, and which examples come first
@@ -39,12 +43,15 @@ IMAGE_COLUMNS = ["clip_id", "frame_index", "thumb_jpeg", "depth_png", "depth_sca
 
 
 def build_report(output: str) -> str:
-    tables, _ = datasets(output)  # the manifest's own schema: older files read with nulls for newer columns
-    clips = tables["clips"].to_table().sort_by("clip_id").to_pylist()
-    ok = [c["clip_id"] for c in clips if c["status"] == "ok"]
-    frames = tables["frames"].to_table(columns=SMALL_COLUMNS, filter=pc.field("clip_id").isin(ok)).to_pylist()
+    output = storage.normalize(output)
+    clips_sql = "SELECT * FROM clips ORDER BY clip_id"
+    clips_table, versions = query_snapshot(output, clips_sql)  # one snapshot for all of the page
+    clips = clips_table.to_pylist()
+    small = ", ".join(SMALL_COLUMNS)  # small columns only: from frames_meta where it has them
+    frames_sql = f"SELECT {small} FROM frames WHERE clip_id IN (SELECT clip_id FROM clips WHERE status = 'ok')"
+    frames = query(output, frames_sql, as_of=versions.clips).to_pylist()
     counts = _flag_counts(frames)
-    examples = _examples(tables["frames"], frames)
+    examples = _examples(output, versions, frames)
     return _page(output, clips, frames, counts, examples)
 
 
@@ -64,7 +71,7 @@ def _flag_counts(frames: list[dict]) -> dict[str, tuple[int, int]]:
     return counts
 
 
-def _examples(frames_dataset, frames: list[dict]) -> dict[str, list[dict]]:
+def _examples(output: str, versions, frames: list[dict]) -> dict[str, list[dict]]:
     picked: dict[str, list[dict]] = {}
     for name in FLAG_NAMES:
         score, high_first = SCORE_OF_FLAG[name]
@@ -86,9 +93,11 @@ def _examples(frames_dataset, frames: list[dict]) -> dict[str, list[dict]]:
         for f in chosen:
             wanted[f["clip_id"]].add(f["frame_index"])
     images = {}
+    files = delta.clip_files(output, "frames", wanted, versions)  # found in the log: no listing, no scan
     for clip_id, indices in wanted.items():
-        where = (pc.field("clip_id") == clip_id) & pc.field("frame_index").isin(sorted(indices))
-        for r in frames_dataset.to_table(columns=IMAGE_COLUMNS, filter=where).to_pylist():
+        table = pq.read_table(storage.open_input(files[clip_id]), schema=FRAMES, columns=IMAGE_COLUMNS)
+        table = table.filter(pc.is_in(table["frame_index"], value_set=pa.array(sorted(indices), pa.int64())))
+        for r in table.to_pylist():
             images[(clip_id, r["frame_index"])] = (r["thumb_jpeg"], _depth_thumb(r))
     for chosen in picked.values():
         for f in chosen:
