@@ -133,12 +133,14 @@ def _write(output: str, rows: pa.Table, path: str, now: int):
     return AddAction(path, size, {}, now, True, json.dumps(stats))
 
 
-_STAR = re.compile(r"(^|[\s,.])\*(?!\s*\))")  # SELECT * or f.*, not count(*)
+_STAR = re.compile(r"(^|[\s,.(])\*(?!\s*\))")  # SELECT * or f.*, not count(*)
+_COLUMNS = re.compile(r"\bcolumns\s*\(", re.IGNORECASE)  # DuckDB's COLUMNS(...) selects by pattern
 
 
 def needs_files(sql: str) -> bool:
-    """Whether `sql` may read the PNG or JPEG columns (by name, or through a `*`)."""
-    return bool(re.search(r"\b(" + "|".join(BLOBS) + r")\b", sql, re.IGNORECASE) or _STAR.search(sql))
+    """Whether `sql` may read the PNG or JPEG columns: by name, through a `*`, or through COLUMNS()."""
+    named = re.search(r"\b(" + "|".join(BLOBS) + r")\b", sql, re.IGNORECASE)
+    return bool(named or _STAR.search(sql) or _COLUMNS.search(sql))
 
 
 def register_frames(con, output: str, versions: delta.Versions, frames_dataset) -> None:

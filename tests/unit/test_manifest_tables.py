@@ -152,6 +152,9 @@ def test_frames_meta_serves_the_small_columns_of_any_snapshot_and_never_rows_of_
     # a query that reads a PNG column reads the frames files
     assert index.needs_files("SELECT depth_png FROM frames") and index.needs_files("SELECT * FROM frames")
     assert index.needs_files("SELECT f.* FROM frames f") and not index.needs_files("SELECT count(*) FROM frames")
+    assert index.needs_files("SELECT COLUMNS('depth.*') FROM frames")
+    assert index.needs_files("SELECT Thumb_JPEG FROM frames")
+    assert not index.needs_files("SELECT clip_id, count( * ) AS n FROM frames WHERE flags.exposure GROUP BY 1")
     table = query(str(tmp_path), "SELECT clip_id, depth_png FROM frames")
     assert table.num_rows == 2 * 5
 
