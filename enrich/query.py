@@ -32,11 +32,13 @@ def datasets(output: str, as_of: str | int | None = None) -> tuple[dict[str, ds.
     require_manifest(output)
     with storage.s3_errors(output):
         clips, versions = delta.snapshot(output, as_of)
-        out = {"clips": delta.dataset(output, clips, CLIPS)}
+        out = {"clips": delta.dataset(output, "clips", clips, CLIPS)}
         for name, schema in {"frames": FRAMES, **TABLES}.items():
             version = versions.others.get(name)
             table = delta.open_table(output, name, version) if version is not None else None
-            out[name] = ds.dataset(schema.empty_table()) if table is None else delta.dataset(output, table, schema)
+            out[name] = (
+                ds.dataset(schema.empty_table()) if table is None else delta.dataset(output, name, table, schema)
+            )
     return out, versions
 
 

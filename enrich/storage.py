@@ -93,8 +93,17 @@ def _client(pid: int):
 UNREACHABLE = "storage unreachable: "  # starts the error of a row that failed because storage did
 
 
+def endpoint_url() -> str | None:
+    """The S3 endpoint the standard AWS settings name (None: AWS's own)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
 def endpoint() -> str:
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "the AWS S3 endpoint"
+    return endpoint_url() or "the AWS S3 endpoint"
 
 
 def unreachable(exc: BaseException) -> str | None:

@@ -211,7 +211,7 @@ def read_clips(output: str, columns: list[str] | None = None, clip_ids=None) -> 
     if table is None:
         return None
     where = None if clip_ids is None else ds.field("clip_id").isin(list(clip_ids))
-    return delta.dataset(output, table, CLIPS).to_table(columns=columns, filter=where)
+    return delta.dataset(output, "clips", table, CLIPS).to_table(columns=columns, filter=where)
 
 
 def with_current_columns(table: pa.Table) -> pa.Table:

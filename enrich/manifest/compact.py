@@ -68,8 +68,6 @@ def compact_clips(output: str, run_id: str) -> tuple[int, int]:
     from deltalake import CommitProperties
     from deltalake.transaction import RemoveAction
 
-    from enrich.manifest.publish import now_ms, write_clips_file
-
     table = delta.open_table(output, "clips")
     small = small_files(table) if table is not None else []
     if len(small) < 2:
@@ -78,9 +76,11 @@ def compact_clips(output: str, run_id: str) -> tuple[int, int]:
     rows = pa.concat_tables(
         pq.read_table(storage.open_input(storage.join(folder, a["path"])), schema=CLIPS) for a in small
     ).sort_by("clip_id")
-    now = now_ms()
+    now = delta.now_ms()
     adds = [  # data_change False: the same rows, rearranged
-        write_clips_file(output, rows.slice(start, CLIPS_FILE_ROWS), layout.clips_path(run_id, 0, n), now, False)
+        delta.write_file(
+            output, "clips", rows.slice(start, CLIPS_FILE_ROWS), layout.clips_path(run_id, 0, n), now, False
+        )
         for n, start in enumerate(range(0, rows.num_rows, CLIPS_FILE_ROWS))
     ]
     removes = [RemoveAction(a["path"], False, now, None, {}) for a in small]

@@ -15,8 +15,8 @@ sees frames of a clip whose clips row does not say they are there.
 from __future__ import annotations
 
 import json
-import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,13 +35,11 @@ def storage_options(output: str) -> dict[str, str] | None:
     credentials, profile and region from the environment itself; these are what it does not)."""
     if not storage.is_s3(output):
         return None
-    options = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options, endpoint, region = {}, storage.endpoint_url(), storage.region()
     if endpoint:
         options["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
             options["AWS_ALLOW_HTTP"] = "true"
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         options["AWS_REGION"] = region
     return options
@@ -165,6 +163,59 @@ def tagged_versions(output: str) -> dict[str, list[int]]:
     return out
 
 
+def write_file(output: str, name: str, rows: pa.Table, path: str, now: int, data_change: bool = True, scratch=None):
+    """Write `rows` (of many clips, sorted by clip_id and frame_index when it has one) as the
+    table's file `path`; returns its Add, with the clip_id range that lets commits and readers
+    skip it. `scratch`: see `storage.atomic_output`."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from deltalake.transaction import AddAction
+
+    keys = [(k, "ascending") for k in ("clip_id", "frame_index") if k in rows.column_names]
+    rows = rows.sort_by(keys)
+    with storage.atomic_output(storage.join(layout.table_dir(output, name), path), scratch) as out:
+        pq.write_table(rows, out, compression="snappy", row_group_size=128 * 1024)
+        size = out.tell()
+    ids = rows["clip_id"]
+    stats = {"numRecords": rows.num_rows, "minValues": {"clip_id": pc.min(ids).as_py()},
+             "maxValues": {"clip_id": pc.max(ids).as_py()}, "nullCount": {"clip_id": 0}}  # fmt: skip
+    return AddAction(path, size, {}, now, data_change, json.dumps(stats))
+
+
+def now_ms() -> int:
+    """A Delta action's time stamp."""
+    return int(time.time() * 1000)
+
+
+def file_paths(table) -> list[str]:
+    """The files of a table's loaded version, relative to the table, from its log."""
+    return pa.table(table.get_add_actions(flatten=True))["path"].to_pylist() if table.version() else []
+
+
+def files_dataset(output: str, name: str, paths: list[str], schema: pa.Schema):
+    """Files of the table `name` (`paths` relative to it) as one Arrow dataset with `schema` (the
+    manifest's, so files written by an older version read their missing columns as nulls). Nothing
+    is read yet; DuckDB and pyarrow push column selection and filters into the scan."""
+    import pyarrow.dataset as ds
+
+    fs, root = filesystem(output)
+    return ds.dataset([f"{root}/{name}/{p}" for p in paths], schema=schema, format="parquet", filesystem=fs)
+
+
+def dataset(output: str, name: str, table, schema: pa.Schema):
+    """The files of a table's loaded version as one Arrow dataset (`files_dataset`)."""
+    return files_dataset(output, name, file_paths(table), schema)
+
+
+def values_by_file(output: str, name: str, table, schema: pa.Schema, column: str) -> dict[str, list]:
+    """Each file of a table's loaded version (relative path) -> its values of `column`, read alone."""
+    prefix = f"{filesystem(output)[1]}/{name}/"
+    return {
+        fragment.path.removeprefix(prefix): fragment.to_table(columns=[column])[column].to_pylist()
+        for fragment in dataset(output, name, table, schema).get_fragments()
+    }
+
+
 def clip_files(output: str, name: str, clip_ids, versions: Versions | None = None) -> dict[str, str]:
     """clip_id -> the URI of its file in the per-clip table `name`, at the snapshot `versions`
     (default: the latest), found in the table's log: no file is opened."""
@@ -175,26 +226,8 @@ def clip_files(output: str, name: str, clip_ids, versions: Versions | None = Non
     if table is None:
         return {}
     wanted = {layout.clip_key(c): c for c in clip_ids}
-    paths = pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()
     base = layout.table_dir(output, name)
-    return {wanted[k]: storage.join(base, p) for p in paths if (k := layout.key_of(p)) in wanted}
-
-
-def dataset(output: str, table, schema: pa.Schema):
-    """A table's files at its loaded version as one Arrow dataset with `schema` (the manifest's,
-    so files written by an older version read their missing columns as nulls). Nothing is read
-    yet; DuckDB and pyarrow push column selection and filters into the scan."""
-    import pyarrow.dataset as ds
-
-    fs, root = filesystem(output)
-    prefix = layout.table_dir(output, "")
-    paths = [f"{root}/{uri[len(prefix) :]}" if uri.startswith(prefix) else uri for uri in _file_uris(table, output)]
-    return ds.dataset(paths, schema=schema, format="parquet", filesystem=fs)
-
-
-def _file_uris(table, output: str) -> list[str]:
-    """The table's files as URIs under `output` (delta-rs gives local ones as plain paths)."""
-    return [u if storage.is_s3(output) else u.removeprefix("file://") for u in table.file_uris()]
+    return {wanted[k]: storage.join(base, p) for p in file_paths(table) if (k := layout.key_of(p)) in wanted}
 
 
 def filesystem(output: str):
@@ -205,12 +238,10 @@ def filesystem(output: str):
     if not storage.is_s3(output):
         return pafs.LocalFileSystem(), output.rstrip("/")
     bucket, key = storage.split_s3(output)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    kwargs = {}
+    kwargs, endpoint, region = {}, storage.endpoint_url(), storage.region()
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs = {"endpoint_override": host or scheme, "scheme": scheme if host else "https"}
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         kwargs["region"] = region
     return pafs.S3FileSystem(**kwargs), f"{bucket}/{key}".rstrip("/")

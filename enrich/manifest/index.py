@@ -24,10 +24,8 @@ import re
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from enrich import storage
 from enrich.manifest import delta, layout
 from enrich.manifest.schema import FRAMES
 
@@ -43,7 +41,7 @@ def live_files(output: str, versions: delta.Versions) -> list[str]:
     """The frames files of the snapshot `versions`, relative to the frames table."""
     version = versions.others.get("frames")
     table = delta.open_table(output, "frames", version) if version is not None else None
-    return pa.table(table.get_add_actions(flatten=True))["path"].to_pylist() if table is not None else []
+    return delta.file_paths(table) if table is not None else []
 
 
 def _index(output: str):
@@ -51,12 +49,9 @@ def _index(output: str):
     table = delta.open_table(output, NAME)
     if table is None:
         return None, {}
-    prefix = delta.filesystem(output)[1] + f"/{NAME}/"
-    held = {}
-    for fragment in delta.dataset(output, table, META).get_fragments():
-        sources = fragment.to_table(columns=["source_file"])["source_file"]
-        held[fragment.path.removeprefix(prefix)] = set(pc.unique(sources).to_pylist())
-    return table, held
+    return table, {
+        path: set(sources) for path, sources in delta.values_by_file(output, NAME, table, META, "source_file").items()
+    }
 
 
 def due(output: str) -> bool:
@@ -71,20 +66,20 @@ def update(output: str, run_id: str) -> tuple[int, int]:
     from deltalake import CommitProperties
     from deltalake.transaction import RemoveAction
 
-    from enrich.manifest.publish import now_ms
-
     _, versions = delta.snapshot(output)
     live = set(live_files(output, versions))
     table, held = _index(output)
     if table is None:
         table = delta.create_table(output, NAME, META)
     indexed = set().union(*held.values())
-    now, actions, rewritten, seq = now_ms(), [], 0, 0
+    now, actions, rewritten, seq = delta.now_ms(), [], 0, 0
     missing = sorted(live - indexed)
     for start in range(0, len(missing), 10_000):
         rows = _rows(output, missing[start : start + 10_000])
         for offset in range(0, rows.num_rows, FILE_ROWS):
-            actions.append(_write(output, rows.slice(offset, FILE_ROWS), layout.clips_path(run_id, seq), now))
+            actions.append(
+                delta.write_file(output, NAME, rows.slice(offset, FILE_ROWS), layout.clips_path(run_id, seq), now)
+            )
             seq += 1
     for path, sources in sorted(held.items()):
         dead = sources - live
@@ -94,7 +89,7 @@ def update(output: str, run_id: str) -> tuple[int, int]:
             rows = pq.read_table(_uri(output, path), schema=META, filesystem=delta.filesystem(output)[0])
             rows = rows.filter(pc.invert(pc.is_in(rows["source_file"], value_set=pa.array(sorted(dead)))))
             if rows.num_rows:
-                actions.append(_write(output, rows, layout.clips_path(run_id, seq), now))
+                actions.append(delta.write_file(output, NAME, rows, layout.clips_path(run_id, seq), now))
                 seq += 1
     if actions:
         metadata = {"enrich": json.dumps({"frames": versions.others.get("frames"), "run_id": run_id})}
@@ -110,27 +105,13 @@ def _uri(output: str, path: str) -> str:
 
 def _rows(output: str, paths: list[str]) -> pa.Table:
     """The small columns of frames files, each row with its file."""
-    fs, root = delta.filesystem(output)
-    dataset = ds.dataset([f"{root}/frames/{p}" for p in paths], schema=FRAMES, format="parquet", filesystem=fs)
+    dataset = delta.files_dataset(output, "frames", paths, FRAMES)
     columns = [n for n in META.names if n != "source_file"]
     parts = []
     for fragment, path in zip(dataset.get_fragments(), paths, strict=True):
         rows = fragment.to_table(schema=FRAMES, columns=columns)
         parts.append(rows.append_column("source_file", pa.array([path] * rows.num_rows, pa.string())))
     return pa.concat_tables(parts).cast(META) if parts else META.empty_table()
-
-
-def _write(output: str, rows: pa.Table, path: str, now: int):
-    from deltalake.transaction import AddAction
-
-    rows = rows.sort_by([("clip_id", "ascending"), ("frame_index", "ascending")])
-    with storage.atomic_output(storage.join(layout.table_dir(output, NAME), path)) as out:
-        pq.write_table(rows, out, compression="snappy", row_group_size=128 * 1024)
-        size = out.tell()
-    ids = rows["clip_id"]
-    stats = {"numRecords": rows.num_rows, "minValues": {"clip_id": pc.min(ids).as_py()},
-             "maxValues": {"clip_id": pc.max(ids).as_py()}, "nullCount": {"clip_id": 0}}  # fmt: skip
-    return AddAction(path, size, {}, now, True, json.dumps(stats))
 
 
 _STAR = re.compile(r"(^|[\s,.(])\*(?!\s*\))")  # SELECT * or f.*, not count(*)
@@ -153,11 +134,9 @@ def register_frames(con, output: str, versions: delta.Versions, frames_dataset) 
         return
     indexed = set().union(*held.values())
     rest = [p for p in live if p not in indexed]
-    fs, root = delta.filesystem(output)
     con.register("_frames_live", pa.table({"source_file": pa.array(live, pa.string())}))
-    con.register("_frames_meta", delta.dataset(output, table, META))
-    rest_ds = ds.dataset([f"{root}/frames/{p}" for p in rest], schema=FRAMES, format="parquet", filesystem=fs)
-    con.register("_frames_rest", rest_ds)
+    con.register("_frames_meta", delta.dataset(output, NAME, table, META))
+    con.register("_frames_rest", delta.files_dataset(output, "frames", rest, FRAMES))
     small = ", ".join(f'"{n}"' for n in META.names if n != "source_file")
     con.execute(
         f"CREATE TEMP VIEW frames AS SELECT {small} FROM _frames_meta "

@@ -14,7 +14,6 @@ redoes those clips, since their clips rows say they are not done.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -59,8 +58,7 @@ class Publisher:
             self.tables[name] = table
             if name in PER_CLIP:
                 self._undo_unrecorded(name, table)
-                paths = pa.table(table.get_add_actions(flatten=True))["path"].to_pylist() if table.version() else []
-                self.current[name] = {layout.key_of(p): p for p in paths}
+                self.current[name] = {layout.key_of(p): p for p in delta.file_paths(table)}
         return self.tables[name]
 
     def _undo_unrecorded(self, name: str, table) -> None:
@@ -113,7 +111,7 @@ class Publisher:
     def _commit_files(self, name: str, touched: list[tuple[str, dict | None]]) -> int:
         from deltalake.transaction import AddAction, RemoveAction
 
-        table, now = self._table(name), now_ms()
+        table, now = self._table(name), delta.now_ms()
         current = self.current[name]
         actions = []
         for clip_id, file in touched:
@@ -133,12 +131,12 @@ class Publisher:
         """The clips table's new file of rows `new`, and the rewrite of each file that held one of them."""
         from deltalake.transaction import RemoveAction
 
-        table, now = self._table("clips"), now_ms()
+        table, now = self._table("clips"), delta.now_ms()
         if self.holders is None:
             self.holders = self._holders(table)
         ids = set(new["clip_id"].to_pylist())
         path = layout.clips_path(self.run_id, self.seq)
-        adds, removes = [write_clips_file(self.output, new, path, now, scratch=self.scratch)], []
+        adds, removes = [self._write(new, path, now)], []
         for piece, old in enumerate(sorted({self.holders[c] for c in ids if c in self.holders})):
             source = storage.open_input(storage.join(layout.table_dir(self.output, "clips"), old))
             kept = pq.read_table(source, schema=CLIPS)  # an older file lacks newer columns: nulls
@@ -146,36 +144,17 @@ class Publisher:
             removes.append(RemoveAction(old, True, now, None, {}))
             if kept.num_rows:
                 path = layout.clips_path(self.run_id, self.seq, piece)
-                adds.append(write_clips_file(self.output, kept, path, now, scratch=self.scratch))
+                adds.append(self._write(kept, path, now))
                 self.holders.update(dict.fromkeys(kept["clip_id"].to_pylist(), path))
         self.holders.update(dict.fromkeys(ids, adds[0].path))
         return adds, removes
 
+    def _write(self, rows: pa.Table, path: str, now: int):
+        return delta.write_file(
+            self.output, "clips", rows.select(CLIPS.names).cast(CLIPS), path, now, scratch=self.scratch
+        )
+
     def _holders(self, table) -> dict[str, str]:
         """clip_id -> the clips-table file that holds its row (read once, then kept up to date)."""
-        holders = {}
-        prefix = delta.filesystem(self.output)[1] + "/clips/"
-        for fragment in delta.dataset(self.output, table, CLIPS).get_fragments():
-            path = fragment.path.removeprefix(prefix)
-            holders.update(dict.fromkeys(fragment.to_table(columns=["clip_id"])["clip_id"].to_pylist(), path))
-        return holders
-
-
-def write_clips_file(output: str, rows: pa.Table, path: str, now: int, data_change: bool = True, scratch=None):
-    """Write clips `rows` (sorted by clip_id) as the clips table's file `path`; returns its Add."""
-    import json
-
-    from deltalake.transaction import AddAction
-
-    rows = rows.select(CLIPS.names).cast(CLIPS).sort_by("clip_id")
-    with storage.atomic_output(storage.join(layout.table_dir(output, "clips"), path), scratch) as out:
-        pq.write_table(rows, out, compression="snappy")
-        size = out.tell()
-    ids = rows["clip_id"]
-    stats = {"numRecords": rows.num_rows, "minValues": {"clip_id": pc.min(ids).as_py()},
-             "maxValues": {"clip_id": pc.max(ids).as_py()}, "nullCount": {"clip_id": 0}}  # fmt: skip
-    return AddAction(path, size, {}, now, data_change, json.dumps(stats))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+        by_file = delta.values_by_file(self.output, "clips", table, CLIPS, "clip_id")
+        return {clip_id: path for path, ids in by_file.items() for clip_id in ids}
