@@ -97,80 +97,90 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             sub.add_argument("--follow", action="store_true", help="stream until the job ends; exit with its result")
         sub.set_defaults(func=cmd_jobs)
-    report = commands.add_parser(
+    report = _manifest_command(
+        commands,
         "report",
+        cmd_report,
         help="write an HTML page of a manifest's flags, flicker figures and example frames",
         epilog="exit codes: 0 written, 2 OUTPUT is not a manifest or cannot be read",
     )
-    report.add_argument("output", metavar="OUTPUT")
     report.add_argument("-o", "--out", default=None, help="where to write it (default: OUTPUT/report.html)")
-    report.set_defaults(func=cmd_report)
-    query = commands.add_parser(
+    query = _manifest_command(
+        commands,
         "query",
+        cmd_query,
         help="SQL over a manifest's tables `frames`, `captions` and `clips` (DuckDB; local or s3://)",
         epilog="exit codes: 0 ok, 2 not a manifest, SQL that does not parse or names a missing column",
     )
-    query.add_argument("output", metavar="OUTPUT")
     query.add_argument("sql", metavar="SQL")
     query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
     query.add_argument("--out", default=None, help="write to this file (local or s3://) instead of stdout")
     query.add_argument(
         "--as-of",
         default=None,
-        metavar="VERSION|TIME",
+        metavar="VERSION|TAG|TIME",
         help="read the manifest as it was: a clips-table version (a run's summary.json records its own), "
-        "or a time such as 2026-12-01T12:00:00Z (default: the latest)",
+        "a tag (enrich tag), or a time such as 2026-12-01T12:00:00Z (default: the latest)",
     )
-    query.set_defaults(func=cmd_query)
-    migrate = commands.add_parser(
+    _manifest_command(
+        commands,
         "migrate",
+        cmd_migrate,
         help="upgrade a manifest written by an older enrich to Delta Lake tables, in place (copies no frames)",
         epilog="exit codes: 0 upgraded or nothing to do, 2 not a manifest, or another run holds it",
     )
-    migrate.add_argument("output", metavar="OUTPUT")
-    migrate.set_defaults(func=cmd_migrate)
-    compact = commands.add_parser(
+    compact = _manifest_command(
+        commands,
         "compact",
+        cmd_compact,
         help="merge the clips table's small files and vacuum files the tables no longer name",
         epilog="exit codes: 0 done, 2 not a manifest, or another run holds it",
     )
-    compact.add_argument("output", metavar="OUTPUT")
     compact.add_argument(
         "--retention-hours",
         type=int,
         default=7 * 24,
         help="keep removed files this long, so snapshots this recent stay readable (default: 168, 7 days)",
     )
-    compact.set_defaults(func=cmd_compact)
-    tag = commands.add_parser(
+    tag = _manifest_command(
+        commands,
         "tag",
+        cmd_tag,
         help="name a snapshot of a manifest, for good: --as-of NAME reads it, and compact keeps its files",
         epilog="exit codes: 0 tagged, 2 not a manifest, a bad or existing name, or no such version",
     )
-    tag.add_argument("output", metavar="OUTPUT")
     tag.add_argument("name", metavar="NAME")
     tag.add_argument("--as-of", default=None, metavar="VERSION|TIME", help="the snapshot to name (default: the latest)")
-    tag.set_defaults(func=cmd_tag)
-    status = commands.add_parser(
-        "status", help="clips ok / failed / stale, frames and flag rates of a manifest", epilog="exit codes: 0, 2"
+    _manifest_command(
+        commands,
+        "status",
+        cmd_status,
+        help="clips ok / failed / stale, frames and flag rates of a manifest",
+        epilog="exit codes: 0, 2",
     )
-    status.add_argument("output", metavar="OUTPUT")
-    status.set_defaults(func=cmd_status)
-    show = commands.add_parser(
+    show = _manifest_command(
+        commands,
         "show",
+        cmd_show,
         help="render one frame beside its colourised depth (and flow and pose when present) as a PNG",
         epilog="exit codes: 0 written, 2 not a manifest, unknown clip or frame",
     )
-    show.add_argument("output", metavar="OUTPUT")
     show.add_argument("clip_id", metavar="CLIP_ID")
     show.add_argument("frame_index", metavar="FRAME_INDEX", type=int)
     show.add_argument("-o", "--out", required=True, help="PNG file to write (local or s3://)")
-    show.set_defaults(func=cmd_show)
     models = commands.add_parser(
         "models", help="list every model id the stages accept (defaults, checkpoints, smoke models) and licences"
     )
     models.set_defaults(func=cmd_models)
     return parser
+
+
+def _manifest_command(commands, name: str, func, **texts) -> argparse.ArgumentParser:
+    """A command that works on the manifest at OUTPUT (its first argument)."""
+    command = commands.add_parser(name, **texts)
+    command.add_argument("output", metavar="OUTPUT")
+    command.set_defaults(func=func)
+    return command
 
 
 def add_run_options(run: argparse.ArgumentParser) -> None:

@@ -86,12 +86,10 @@ class Selection:
     """The frames a SQL selection names, at one snapshot, and where each clip's file is."""
 
     def __init__(self, output: str, sql: str, as_of: str | int | None = None):
-        from enrich.query import query
+        from enrich.query import query_snapshot
 
         self.output = storage.normalize(output)
-        _, self.versions = delta.snapshot(self.output, as_of)
-        pinned = self.versions.clips
-        table = query(self.output, sql, as_of=pinned)
+        table, self.versions = query_snapshot(self.output, sql, as_of)
         missing = sorted({"clip_id", "frame_index"} - set(table.column_names))
         if missing:
             raise UsageError(f"the selection must return clip_id and frame_index (it lacks {', '.join(missing)})")

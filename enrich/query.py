@@ -59,7 +59,7 @@ def query_snapshot(output: str, sql: str, as_of: str | int | None = None) -> tup
     for name, dataset in tables.items():
         if name == "frames" and not index.needs_files(sql):  # the small columns: from the index
             with storage.s3_errors(output):
-                index.register_frames(con, storage.normalize(output), versions, dataset)
+                index.register_frames(con, storage.normalize(output), dataset)
         else:
             con.register(name, dataset)
     try:

@@ -49,8 +49,9 @@ def write_clip(
     whole and in frame order, and returns the columns it rewrites (`enrich.stages.temporal`). The
     large columns are streamed from the staged parts into the file a row group at a time, so memory
     is bounded by a row group, not by the clip. Returns the frames written, the figures, and per
-    table the file to add (`enrich.manifest.publish.FileAdd` fields), or None: remove the clip's
-    file there. `nice`: see `enrich.runtime.yield_to_models`."""
+    table the file to add (its `path` in the table, `size` and Delta `stats`, which
+    `enrich.manifest.publish` commits), or None: remove the clip's file there. `nice`: see
+    `enrich.runtime.yield_to_models`."""
     yield_to_models(nice)
     parts_prefix = clip_parts(staging, clip_id)
     uris = storage.list_uris(parts_prefix)

@@ -56,21 +56,16 @@ def small_files(table) -> list[dict]:
     return [a for a in actions if (a["num_records"] or 0) < CLIPS_FILE_ROWS // 4]
 
 
-def due(output: str) -> bool:
-    """Whether the clips table has more than AUTO_FILES small files (a run then compacts it)."""
-    table = delta.open_table(output, "clips")
-    return table is not None and len(small_files(table)) > AUTO_FILES
-
-
-def compact_clips(output: str, run_id: str) -> tuple[int, int]:
-    """Merge the clips table's small files; returns (files merged, files written)."""
+def compact_clips(output: str, run_id: str, at_least: int = 2) -> tuple[int, int]:
+    """Merge the clips table's small files when there are `at_least` of them (a run passes more than
+    AUTO_FILES); returns (files merged, files written)."""
     import pyarrow.parquet as pq
     from deltalake import CommitProperties
     from deltalake.transaction import RemoveAction
 
     table = delta.open_table(output, "clips")
     small = small_files(table) if table is not None else []
-    if len(small) < 2:
+    if len(small) < max(2, at_least):
         return 0, 0
     folder = layout.table_dir(output, "clips")
     rows = pa.concat_tables(

@@ -54,26 +54,22 @@ def _index(output: str):
     }
 
 
-def due(output: str) -> bool:
-    """Whether AUTO_NEW_FILES or more of the latest snapshot's frames files are not in the index."""
-    live = set(live_files(output, delta.snapshot(output)[1]))
-    _, held = _index(output)
-    return len(live - set().union(*held.values())) >= AUTO_NEW_FILES
-
-
-def update(output: str, run_id: str) -> tuple[int, int]:
-    """Bring the index up to the latest snapshot. Returns (frames files added, index files rewritten)."""
+def update(output: str, run_id: str, at_least: int = 0) -> tuple[int, int]:
+    """Bring the index up to the latest snapshot, unless fewer than `at_least` of its frames files
+    are missing from it (a run passes AUTO_NEW_FILES). Returns (frames files added, index files
+    rewritten)."""
     from deltalake import CommitProperties
     from deltalake.transaction import RemoveAction
 
     _, versions = delta.snapshot(output)
     live = set(live_files(output, versions))
     table, held = _index(output)
+    missing = sorted(live - set().union(*held.values()))
+    if len(missing) < at_least:
+        return 0, 0
     if table is None:
         table = delta.create_table(output, NAME, META)
-    indexed = set().union(*held.values())
     now, actions, rewritten, seq = delta.now_ms(), [], 0, 0
-    missing = sorted(live - indexed)
     for start in range(0, len(missing), 10_000):
         rows = _rows(output, missing[start : start + 10_000])
         for offset in range(0, rows.num_rows, FILE_ROWS):
@@ -124,10 +120,12 @@ def needs_files(sql: str) -> bool:
     return bool(named or _STAR.search(sql) or _COLUMNS.search(sql))
 
 
-def register_frames(con, output: str, versions: delta.Versions, frames_dataset) -> None:
-    """Register `frames` in the DuckDB connection `con`: the index rows of the snapshot's files and
-    the rows of its files not in the index, without the PNG and JPEG columns."""
-    live = live_files(output, versions)
+def register_frames(con, output: str, frames_dataset) -> None:
+    """Register `frames` in the DuckDB connection `con`: the index rows of the files of
+    `frames_dataset` (a snapshot's, `delta.dataset`) and the rows of its files not in the index,
+    without the PNG and JPEG columns."""
+    prefix = f"{delta.filesystem(output)[1]}/frames/"
+    live = [f.removeprefix(prefix) for f in getattr(frames_dataset, "files", [])]  # none: no frames table yet
     table, held = _index(output)
     if table is None or not live:
         con.register("frames", frames_dataset)

@@ -47,6 +47,7 @@ class Publisher:
         self.current: dict[str, dict[str, str]] = {}  # table -> clip key -> its file, for per-clip tables
         self.holders: dict[str, str] | None = None  # clip_id -> the clips-table file that holds its row
         self.versions: dict[str, int | None] = {}
+        self.named: dict[str, int | None] | None = None  # the versions the clips table named when we began
 
     def _table(self, name: str):
         if name not in self.tables:
@@ -65,7 +66,9 @@ class Publisher:
         """A run that died between its commits left this table ahead of the version the clips table
         names. Restore that version (a commit that re-adds and removes files, copying nothing) before
         committing on top: the dead run's clips are redone, and no clips commit names its files."""
-        named = delta.snapshot(self.output)[1].others.get(name) if delta.is_table(self.output, "clips") else None
+        if self.named is None:  # the snapshot readers see, read once
+            self.named = delta.snapshot(self.output)[1].others if delta.is_table(self.output, "clips") else {}
+        named = self.named.get(name)
         target = 0 if named is None else named
         latest = table.version()
         ops = {delta.commit_info(self.output, name, v).get("operation") for v in range(target + 1, latest + 1)}

@@ -177,8 +177,8 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
             "the clips in flight were not published; run the same command again to resume"
         ) from None
     with infrastructure_failures():  # beyond a threshold, a run compacts what it added to
-        merged, into = compact.compact_clips(cfg.output, prep.run_id) if compact.due(cfg.output) else (0, 0)
-        added = index.update(cfg.output, prep.run_id)[0] if summary.published and index.due(cfg.output) else 0
+        merged, into = compact.compact_clips(cfg.output, prep.run_id, at_least=compact.AUTO_FILES + 1)
+        added = index.update(cfg.output, prep.run_id, at_least=index.AUTO_NEW_FILES)[0] if summary.published else 0
     if merged:
         summary.notes.append(f"clips table compacted: {merged} small files merged into {into}")
     if added:

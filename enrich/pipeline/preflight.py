@@ -9,8 +9,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-import pyarrow as pa
-
 from enrich import storage, supervise
 from enrich.catalog import list_clips
 from enrich.config import RunConfig
@@ -40,7 +38,6 @@ class Prepared:
     config_hash: str
     plan: ClipPlan
     run_id: str
-    previous: pa.Table | None  # what the plan read of the clips table before this run
     lock: Lock | None = None  # held from before the clips table is read until the run ends
     notes: dict[str, str] = field(default_factory=dict)  # stage -> its attention kernel, for --verbose
     # stage -> its pool and resources, sized once against the cluster at launch (`enrich.resources`);
@@ -102,7 +99,7 @@ def prepare(cfg: RunConfig, plan_only: bool = False, log=None) -> Prepared:
                 migrate.upgrade(cfg.output, run_id, log)
                 previous = commit.read_clips(cfg.output, PLAN_COLUMNS)
         plan = make_plan(clips, previous, hashes, cfg.force, cfg.retry_limit)
-        prep = Prepared(cfg, models, config_hash, plan, run_id, previous, lock, hashes=hashes)
+        prep = Prepared(cfg, models, config_hash, plan, run_id, lock, hashes=hashes)
         if plan_only:
             storage.remove_empty_folders(cfg.output, found)
             return prep

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,14 @@ def run(ray_session, capsys):
         return code, out, err
 
     return _run
+
+
+@pytest.fixture
+def bucket(s3):
+    """A new, empty bucket on the session's moto S3 server."""
+    name = f"enrich-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ a DataLoader with workers, a Ray Data dataset, and a training set pinned to a ve
 run replaced."""
 
 import json
-import uuid
 
 import numpy as np
 import pytest
@@ -35,13 +34,6 @@ def check_items(items: list[dict], frames) -> None:
         if item["flow"] is not None:
             assert item["flow"].shape == (row["height"], row["width"], 2)
     assert sum(i["flow"] is not None for i in items) == 2  # the last sampled frame has no next frame
-
-
-@pytest.fixture
-def bucket(s3):
-    name = f"enrich-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def test_readers_over_s3_with_dataloader_workers_and_ray_data(run, s3, bucket, small_input):

@@ -1,8 +1,6 @@
 """End to end against a real S3 endpoint: moto's server on 127.0.0.1, reached over HTTP by the
 driver and every Ray worker, through the standard AWS settings."""
 
-import uuid
-
 import pytest
 
 from enrich import pipeline
@@ -11,13 +9,6 @@ from tests.conftest import FAKE_KEY_ID, FAKE_SECRET
 from tests.e2e.conftest import decode_depth, read_table
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def bucket(s3):
-    name = f"enrich-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def upload_folder(s3, bucket, folder, prefix):

@@ -34,7 +34,7 @@ def prepared(depth_spec: str) -> Prepared:
             "detector": ModelRef("PekingU/rtdetr_r50vd_coco_o365", "hub", "y", "r2"),
         },
     }
-    return Prepared(cfg, models, "hash", make_plan([], None, {"frames": "hash"}, False), "run", None)
+    return Prepared(cfg, models, "hash", make_plan([], None, {"frames": "hash"}, False), "run")
 
 
 def models_rows(capsys) -> dict[tuple[str, str], tuple[str, str]]:
