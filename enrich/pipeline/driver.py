@@ -39,7 +39,7 @@ from enrich.stages import model_stage
 from enrich.stages.temporal import FinishClip
 from enrich.tracker import ClipTracker
 
-PUBLISH_S = 10.0  # how often the clips finished since the last commit are published ...
+PUBLISH_S = 10.0  # how often the clips finished since the last commit are published (the first at once) ...
 PUBLISH_CLIPS = 500  # ... or sooner, when this many are waiting
 
 
@@ -126,7 +126,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
             unpublished.clear()
             supervise.report(committed=summary.published)  # in the clips table: kept if we die
 
-    last_publish = time.monotonic()
+    last_publish = float("-inf")  # the first finished clips are published at once, then every PUBLISH_S
     ticker = _Ticker(PROGRESS_S, lambda: _progress(log, tracker, summary, len(by_id), time.monotonic() - started))
     outage: InfrastructureError | None = None
     try:
@@ -145,7 +145,8 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
                     if done is not None:
                         finish(done.clip_id, None if done.ok else done.error or "some frames failed", stages, whole)
                 settle(block=False)
-                if time.monotonic() - last_publish >= PUBLISH_S or len(unpublished) >= PUBLISH_CLIPS:
+                due = time.monotonic() - last_publish >= PUBLISH_S or len(unpublished) >= PUBLISH_CLIPS
+                if unpublished and due:
                     last_publish = time.monotonic()
                     publish()
             lost = "no result: a worker crashed or its rows were lost while processing this clip"
