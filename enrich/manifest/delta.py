@@ -199,7 +199,8 @@ def files_dataset(output: str, name: str, paths: list[str], schema: pa.Schema):
     import pyarrow.dataset as ds
 
     fs, root = filesystem(output)
-    return ds.dataset([f"{root}/{name}/{p}" for p in paths], schema=schema, format="parquet", filesystem=fs)
+    paths = [f"{root}/{name}/{p}" for p in paths]  # from the log: no file is listed or stat'ed (a HEAD each on S3)
+    return ds.FileSystemDataset.from_paths(paths, schema=schema, format=ds.ParquetFileFormat(), filesystem=fs)
 
 
 def dataset(output: str, name: str, table, schema: pa.Schema):

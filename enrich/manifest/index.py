@@ -6,9 +6,11 @@ rows without the PNG and JPEG columns, and with `source_file`, the frames file e
 from, in files of up to `FILE_ROWS` rows. It is derived, never the truth:
 
 - A frames file is immutable (its name is new each run), so an index row is valid for a frames
-  version exactly when its `source_file` is one of that version's files. A query of a snapshot
-  takes the index rows whose file is live in it, and reads the live files not yet in the index
-  directly (`register_frames`). Whatever the index holds, the rows are the frames table's.
+  version exactly when its `source_file` is one of that version's files. Each update records the
+  frames version it brought the index up to, and the index then holds every file of that version.
+  A query of a snapshot takes the index rows of its files that version also holds, and reads its
+  other files directly (`register_frames`): two file lists from logs, not a row of the index read.
+  Whatever the index holds, the rows are the frames table's.
 - `update` (run by `enrich compact`, and by a run that has published enough new clips) copies
   the small columns of the live files it lacks into new files, and rewrites an index file only
   when a quarter of its rows are of files no longer live. Re-enriching a few clips rewrites
@@ -37,11 +39,19 @@ DEAD_SHARE = 0.25  # an index file is rewritten once more than this share of its
 AUTO_NEW_FILES = 1000  # frames files not in the index that make a run update it when it ends
 
 
-def live_files(output: str, versions: delta.Versions) -> list[str]:
-    """The frames files of the snapshot `versions`, relative to the frames table."""
-    version = versions.others.get("frames")
+def live_files(output: str, version: int | None) -> list[str]:
+    """The files of the frames table at `version`, relative to the table."""
     table = delta.open_table(output, "frames", version) if version is not None else None
     return delta.file_paths(table) if table is not None else []
+
+
+def indexed_version(output: str, table) -> int | None:
+    """The frames version the index `table` was last brought up to (its last update records it)."""
+    for version in range(table.version(), -1, -1):  # vacuum commits record none
+        info = delta.commit_info(output, NAME, version)
+        if delta.META_KEY in info:
+            return json.loads(info[delta.META_KEY]).get("frames")
+    return None
 
 
 def _index(output: str):
@@ -62,7 +72,7 @@ def update(output: str, run_id: str, at_least: int = 0) -> tuple[int, int]:
     from deltalake.transaction import RemoveAction
 
     _, versions = delta.snapshot(output)
-    live = set(live_files(output, versions))
+    live = set(live_files(output, versions.others.get("frames")))
     table, held = _index(output)
     missing = sorted(live - set().union(*held.values()))
     if len(missing) < at_least:
@@ -88,7 +98,7 @@ def update(output: str, run_id: str, at_least: int = 0) -> tuple[int, int]:
                 actions.append(delta.write_file(output, NAME, rows, layout.clips_path(run_id, seq), now))
                 seq += 1
     if actions:
-        metadata = {"enrich": json.dumps({"frames": versions.others.get("frames"), "run_id": run_id})}
+        metadata = {delta.META_KEY: json.dumps({"frames": versions.others.get("frames"), "run_id": run_id})}
         table.create_write_transaction(
             actions, mode="append", schema=table.schema(), commit_properties=CommitProperties(custom_metadata=metadata)
         )
@@ -121,23 +131,24 @@ def needs_files(sql: str) -> bool:
 
 
 def register_frames(con, output: str, frames_dataset) -> None:
-    """Register `frames` in the DuckDB connection `con`: the index rows of the files of
-    `frames_dataset` (a snapshot's, `delta.dataset`) and the rows of its files not in the index,
-    without the PNG and JPEG columns."""
+    """Register `frames` in the DuckDB connection `con`: the rows of the files of `frames_dataset`
+    (a snapshot's, `delta.dataset`) without the PNG and JPEG columns, from the index where it holds
+    them, and from the files themselves where it does not."""
     prefix = f"{delta.filesystem(output)[1]}/frames/"
     live = [f.removeprefix(prefix) for f in getattr(frames_dataset, "files", [])]  # none: no frames table yet
-    table, held = _index(output)
+    table = delta.open_table(output, NAME)
     if table is None or not live:
         con.register("frames", frames_dataset)
         return
-    indexed = set().union(*held.values())
-    rest = [p for p in live if p not in indexed]
-    con.register("_frames_live", pa.table({"source_file": pa.array(live, pa.string())}))
+    held = set(live_files(output, indexed_version(output, table)))
+    indexed = [p for p in live if p in held]
+    rest = [p for p in live if p not in held]
+    con.register("_frames_indexed", pa.table({"source_file": pa.array(indexed, pa.string())}))
     con.register("_frames_meta", delta.dataset(output, NAME, table, META))
     con.register("_frames_rest", delta.files_dataset(output, "frames", rest, FRAMES))
     small = ", ".join(f'"{n}"' for n in META.names if n != "source_file")
     con.execute(
         f"CREATE TEMP VIEW frames AS SELECT {small} FROM _frames_meta "
-        "WHERE source_file IN (SELECT source_file FROM _frames_live) "
+        "WHERE source_file IN (SELECT source_file FROM _frames_indexed) "
         f"UNION ALL SELECT {small} FROM _frames_rest"
     )

@@ -80,7 +80,7 @@ def upgrade(output: str, run_id: str, log=None) -> int:
 def _add(uri: str, folder: str, action):
     """The Add of a per-clip file, with the statistics that let readers skip it by clip."""
     size = storage.stat(uri).size
-    frames = pq.read_table(storage.open_input(uri), columns=["clip_id", "frame_index"])
+    frames = pq.read_table(storage.open_input(uri), columns=["clip_id"])
     clip_id = frames["clip_id"][0].as_py() if frames.num_rows else ""
-    stats = file_stats(clip_id, frames["frame_index"].to_pylist() or [0])
+    stats = file_stats(clip_id, frames.num_rows)
     return action(storage.relative(uri, folder), size, {}, int(time.time() * 1000), True, stats)

@@ -14,6 +14,7 @@ redoes those clips, since their clips rows say they are not done.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -26,6 +27,7 @@ from enrich.manifest.commit import clips_rows
 from enrich.manifest.schema import CLIPS, FRAMES, TABLES
 
 PER_CLIP = {"frames": FRAMES, **TABLES}  # tables with a file per clip
+REWRITERS = 16  # clips files rewritten at once by a commit
 
 
 @dataclass
@@ -131,24 +133,32 @@ class Publisher:
         return table.version()
 
     def _clips_actions(self, new: pa.Table) -> tuple[list, list]:
-        """The clips table's new file of rows `new`, and the rewrite of each file that held one of them."""
+        """The clips table's new file of rows `new`, and the rewrite of each file that held one of
+        them (in parallel: on S3 each is a GET and a PUT)."""
         from deltalake.transaction import RemoveAction
 
         table, now = self._table("clips"), delta.now_ms()
         if self.holders is None:
             self.holders = self._holders(table)
         ids = set(new["clip_id"].to_pylist())
-        path = layout.clips_path(self.run_id, self.seq)
-        adds, removes = [self._write(new, path, now)], []
-        for piece, old in enumerate(sorted({self.holders[c] for c in ids if c in self.holders})):
+        olds = sorted({self.holders[c] for c in ids if c in self.holders})
+
+        def rewrite(piece: int, old: str):
             source = storage.open_input(storage.join(layout.table_dir(self.output, "clips"), old))
             kept = pq.read_table(source, schema=CLIPS)  # an older file lacks newer columns: nulls
             kept = kept.filter(pc.invert(pc.is_in(kept["clip_id"], value_set=new["clip_id"])))
-            removes.append(RemoveAction(old, True, now, None, {}))
-            if kept.num_rows:
-                path = layout.clips_path(self.run_id, self.seq, piece)
-                adds.append(self._write(kept, path, now))
-                self.holders.update(dict.fromkeys(kept["clip_id"].to_pylist(), path))
+            if not kept.num_rows:
+                return None, []
+            return self._write(kept, layout.clips_path(self.run_id, self.seq, piece), now), kept["clip_id"].to_pylist()
+
+        with ThreadPoolExecutor(REWRITERS) as pool:
+            rewritten = list(pool.map(rewrite, range(len(olds)), olds))
+        adds = [self._write(new, layout.clips_path(self.run_id, self.seq), now)]
+        removes = [RemoveAction(old, True, now, None, {}) for old in olds]
+        for add, kept in rewritten:
+            if add is not None:
+                adds.append(add)
+                self.holders.update(dict.fromkeys(kept, add.path))
         self.holders.update(dict.fromkeys(ids, adds[0].path))
         return adds, removes
 

@@ -33,7 +33,7 @@ def frames_file(output: Path, clip_id: str, run_id: str, value: float) -> dict:
     target = output / "frames" / path
     target.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, target, compression=COMPRESSION)
-    return {"path": path, "size": target.stat().st_size, "stats": file_stats(clip_id, [0, 5])}
+    return {"path": path, "size": target.stat().st_size, "stats": file_stats(clip_id, 2)}
 
 
 def publish(output: Path, run_id: str, clips: dict[str, float]) -> dict:
