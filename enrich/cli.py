@@ -139,7 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument(
         "--retention-hours",
         type=int,
-        default=7 * 24,
         help="keep removed files this long, so snapshots this recent stay readable (default: 168, 7 days)",
     )
     tag = _manifest_command(
@@ -303,10 +302,11 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from enrich.manifest import compact
 
     output = storage.normalize(args.output)
-    if args.retention_hours < 0:
+    hours = compact.RETENTION_HOURS if args.retention_hours is None else args.retention_hours
+    if hours < 0:
         raise errors.UsageError("--retention-hours must be 0 or more")
     with storage.s3_errors(output):
-        print(compact.run(output, args.retention_hours).line(output))
+        print(compact.run(output, hours).line(output))
     return errors.EXIT_OK
 
 

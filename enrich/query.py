@@ -20,25 +20,24 @@ from enrich import storage
 from enrich.errors import UsageError
 from enrich.manifest import delta
 from enrich.manifest.commit import require_manifest
+from enrich.manifest.schema import CLIPS, FRAMES, TABLES
+
+SCHEMAS = {"clips": CLIPS, "frames": FRAMES, **TABLES}
 
 FORMATS = ("table", "csv", "json", "parquet")
 
 
-def datasets(output: str, as_of: str | int | None = None) -> tuple[dict[str, ds.Dataset], delta.Versions]:
-    """The manifest's tables as Arrow datasets at one snapshot (nothing is read yet), and its versions."""
-    from enrich.manifest.schema import CLIPS, FRAMES, TABLES
-
+def tables(output: str, as_of: str | int | None = None) -> tuple[dict[str, object | None], delta.Versions]:
+    """The manifest's Delta tables opened at one snapshot (None: not written yet; nothing is read
+    but their logs), and its versions."""
     output = storage.normalize(output)
     require_manifest(output)
     with storage.s3_errors(output):
         clips, versions = delta.snapshot(output, as_of)
-        out = {"clips": delta.dataset(output, "clips", clips, CLIPS)}
-        for name, schema in {"frames": FRAMES, **TABLES}.items():
+        out = {"clips": clips}
+        for name in ("frames", *TABLES):
             version = versions.others.get(name)
-            table = delta.open_table(output, name, version) if version is not None else None
-            out[name] = (
-                ds.dataset(schema.empty_table()) if table is None else delta.dataset(output, name, table, schema)
-            )
+            out[name] = delta.open_table(output, name, version) if version is not None else None
     return out, versions
 
 
@@ -54,14 +53,17 @@ def query_snapshot(output: str, sql: str, as_of: str | int | None = None) -> tup
 
     from enrich.manifest import index
 
-    con = duckdb.connect()
-    tables, versions = datasets(output, as_of)
-    for name, dataset in tables.items():
-        if name == "frames" and not index.needs_files(sql):  # the small columns: from the index
-            with storage.s3_errors(output):
-                index.register_frames(con, storage.normalize(output), dataset)
-        else:
-            con.register(name, dataset)
+    con, output = duckdb.connect(), storage.normalize(output)
+    opened, versions = tables(output, as_of)
+    with storage.s3_errors(output):
+        for name, table in opened.items():
+            schema = SCHEMAS[name]
+            if table is None:
+                con.register(name, ds.dataset(schema.empty_table()))
+            elif name == "frames" and not index.needs_files(sql):  # the small columns: from the index
+                index.register_frames(con, output, table, versions.others["frames"])
+            else:
+                con.register(name, delta.dataset(output, name, table, schema))
     try:
         return con.sql(sql).to_arrow_table(), versions
     except duckdb.Error as exc:

@@ -130,17 +130,17 @@ def needs_files(sql: str) -> bool:
     return bool(named or _STAR.search(sql) or _COLUMNS.search(sql))
 
 
-def register_frames(con, output: str, frames_dataset) -> None:
-    """Register `frames` in the DuckDB connection `con`: the rows of the files of `frames_dataset`
-    (a snapshot's, `delta.dataset`) without the PNG and JPEG columns, from the index where it holds
-    them, and from the files themselves where it does not."""
-    prefix = f"{delta.filesystem(output)[1]}/frames/"
-    live = [f.removeprefix(prefix) for f in getattr(frames_dataset, "files", [])]  # none: no frames table yet
+def register_frames(con, output: str, frames, version: int) -> None:
+    """Register `frames` in the DuckDB connection `con`: the rows of the frames table `frames`
+    (opened at `version`, a snapshot's) without the PNG and JPEG columns, from the index where it
+    holds them, and from the files themselves where it does not."""
     table = delta.open_table(output, NAME)
-    if table is None or not live:
-        con.register("frames", frames_dataset)
+    if table is None:
+        con.register("frames", delta.dataset(output, "frames", frames, FRAMES))
         return
-    held = set(live_files(output, indexed_version(output, table)))
+    live = delta.file_paths(frames)
+    indexed_at = indexed_version(output, table)
+    held = set(live) if indexed_at == version else set(live_files(output, indexed_at))
     indexed = [p for p in live if p in held]
     rest = [p for p in live if p not in held]
     con.register("_frames_indexed", pa.table({"source_file": pa.array(indexed, pa.string())}))
