@@ -144,7 +144,7 @@ class Publisher:
         olds = sorted({self.holders[c] for c in ids if c in self.holders})
 
         def rewrite(piece: int, old: str):
-            source = storage.open_input(storage.join(layout.table_dir(self.output, "clips"), old))
+            source = storage.read_arrow(storage.join(layout.table_dir(self.output, "clips"), old))  # one GET: small
             kept = pq.read_table(source, schema=CLIPS)  # an older file lacks newer columns: nulls
             kept = kept.filter(pc.invert(pc.is_in(kept["clip_id"], value_set=new["clip_id"])))
             if not kept.num_rows:
