@@ -20,9 +20,9 @@ from enrich import storage
 from enrich.errors import UsageError
 from enrich.manifest import delta
 from enrich.manifest.commit import require_manifest
-from enrich.manifest.schema import CLIPS, FRAMES, TABLES
+from enrich.manifest.schema import CLIPS, PER_CLIP
 
-SCHEMAS = {"clips": CLIPS, "frames": FRAMES, **TABLES}
+SCHEMAS = {"clips": CLIPS, **PER_CLIP}
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -35,7 +35,7 @@ def tables(output: str, as_of: str | int | None = None) -> tuple[dict[str, objec
     with storage.s3_errors(output):
         clips, versions = delta.snapshot(output, as_of)
         out = {"clips": clips}
-        for name in ("frames", *TABLES):
+        for name in PER_CLIP:
             version = versions.others.get(name)
             out[name] = delta.open_table(output, name, version) if version is not None else None
     return out, versions

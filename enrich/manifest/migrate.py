@@ -52,7 +52,8 @@ def upgrade(output: str, run_id: str, log=None) -> int:
     """Upgrade the manifest at `output`, whose lock the caller holds. Returns the clips it holds."""
     from deltalake.transaction import AddAction
 
-    from enrich.manifest.publish import PER_CLIP, Publisher
+    from enrich.manifest.publish import Publisher
+    from enrich.manifest.schema import PER_CLIP
 
     clips = legacy_clips(output)
     versions = {}

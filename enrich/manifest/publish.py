@@ -24,9 +24,8 @@ import pyarrow.parquet as pq
 from enrich import storage
 from enrich.manifest import delta, layout
 from enrich.manifest.commit import clips_rows
-from enrich.manifest.schema import CLIPS, FRAMES, TABLES
+from enrich.manifest.schema import CLIPS, PER_CLIP
 
-PER_CLIP = {"frames": FRAMES, **TABLES}  # tables with a file per clip
 REWRITERS = 16  # clips files rewritten at once by a commit
 
 

@@ -81,6 +81,8 @@ TABLES: dict[str, pa.Schema] = {
     for stage in TABLE_STAGES
 }
 
+PER_CLIP = {"frames": FRAMES, **TABLES}  # the tables with a file per clip
+
 # What the write stage stages: the published columns, plus the small per-frame summaries that the
 # clip-level step reads at commit instead of the full-size maps (`enrich.stages.temporal`).
 STAGED = pa.schema(
