@@ -11,7 +11,9 @@ So the `enrich` command runs the driver as a child process and waits for it:
   it chose;
 - a child that ends without reporting an exit code died under the run. The parent removes the
   child's staging, releases its lock, prints one line and exits EXIT_INFRASTRUCTURE (3); the
-  committed clips are kept and the same command resumes.
+  committed clips are kept and the same command resumes;
+- a child that ended its run itself has removed its staging; should anything be back there (a
+  stage task's write as its worker was killed), the parent removes it once the child's Ray is down.
 
 The child runs in its own process group, so a signal meant for `enrich` (a terminal's Ctrl-C, a
 scheduler's SIGTERM, a hang-up) reaches it once, from the parent: SIGINT, SIGTERM and SIGHUP are
@@ -65,6 +67,7 @@ def run(argv: list[str]) -> int:
     returncode = child.wait()
     reader.join(timeout=5)
     if "exit" in reports:
+        _sweep(reports)
         return int(reports["exit"])
     if returncode == -signal.SIGINT:
         return errors.EXIT_INTERRUPTED
@@ -124,6 +127,27 @@ def _wait_for_workers(raylet: int | None) -> None:
     while raylet and process_running(int(raylet)) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(WORKER_GRACE_S)
+
+
+def _sweep(reports: dict) -> None:
+    """Remove what a child that ended its run itself left in its staging, once its Ray is down.
+
+    The run removes its staging as it ends, but a stage task that Ray Data cancels as the run stops
+    can still write while its worker is being killed: a SIGTERM test once found such a part's
+    temporary file, written after the run had removed its staging. Skipped after an outage (the
+    storage is not answering), and free when nothing is there, as after almost every run."""
+    from enrich import storage
+
+    staging = reports.get("staging")
+    if not staging or reports.get("outage"):
+        return
+    try:
+        left = storage.list_uris(staging) if storage.is_s3(staging) else os.path.lexists(staging)
+    except Exception:
+        return
+    if left:
+        _wait_for_workers(reports.get("raylet_pid"))
+        _clean_up({"staging": staging, "staging_root": reports["staging_root"]})
 
 
 def _clips(n: int) -> str:

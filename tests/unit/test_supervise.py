@@ -40,3 +40,23 @@ def test_a_driver_that_died_on_its_own_names_no_outage(tmp_path, monkeypatch):
     line = supervise._died(-9, {"committed": 1})
     assert line.startswith("the run's driver was killed by SIGKILL (out of memory?)"), line
     assert "1 clip committed by this run is kept" in line, line
+
+
+def test_what_is_back_in_a_finished_runs_staging_is_swept_once_its_ray_is_down(tmp_path, monkeypatch):
+    monkeypatch.setattr(supervise, "WORKER_GRACE_S", 0.0)
+    staging = tmp_path / "out" / "_staging" / "run-1"
+    (staging / "clip-key").mkdir(parents=True)
+    (staging / "clip-key" / ".tmp-0-part.parquet").write_bytes(b"half a part")
+    (tmp_path / "out" / "clips.parquet").write_bytes(b"the manifest")
+    reports = {"staging": str(staging), "staging_root": str(staging.parent), "raylet_pid": dead_pid(), "exit": 130}
+    supervise._sweep(reports)
+    assert not (tmp_path / "out" / "_staging").exists()
+    assert (tmp_path / "out" / "clips.parquet").exists()
+
+
+def test_a_clean_staging_costs_no_wait_and_an_outage_no_listing(tmp_path, monkeypatch):
+    waits = []
+    monkeypatch.setattr(supervise, "_wait_for_workers", waits.append)
+    supervise._sweep({"staging": str(tmp_path / "_staging" / "run-1"), "staging_root": str(tmp_path / "_staging")})
+    supervise._sweep({"staging": "s3://nowhere-bucket/out/_staging/run-1", "staging_root": "", "outage": "S3 gone"})
+    assert waits == []
