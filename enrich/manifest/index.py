@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +38,7 @@ META = pa.schema([*(f for f in FRAMES if f.name not in BLOBS), ("source_file", p
 FILE_ROWS = 1_000_000  # an index file: ~100-300 MB of small columns at most
 DEAD_SHARE = 0.25  # an index file is rewritten once more than this share of its rows are of replaced files
 AUTO_NEW_FILES = 1000  # frames files not in the index that make a run update it when it ends
+READERS = 16  # frames files an update reads at once (each a footer and a few column chunks)
 
 
 def live_files(output: str, version: int | None) -> list[str]:
@@ -110,13 +112,16 @@ def _uri(output: str, path: str) -> str:
 
 
 def _rows(output: str, paths: list[str]) -> pa.Table:
-    """The small columns of frames files, each row with its file."""
+    """The small columns of frames files, each row with its file; READERS files at a time."""
     dataset = delta.files_dataset(output, "frames", paths, FRAMES)
     columns = [n for n in META.names if n != "source_file"]
-    parts = []
-    for fragment, path in zip(dataset.get_fragments(), paths, strict=True):
-        rows = fragment.to_table(schema=FRAMES, columns=columns)
-        parts.append(rows.append_column("source_file", pa.array([path] * rows.num_rows, pa.string())))
+
+    def read(fragment, path: str) -> pa.Table:
+        rows = fragment.to_table(schema=FRAMES, columns=columns, use_threads=False)
+        return rows.append_column("source_file", pa.array([path] * rows.num_rows, pa.string()))
+
+    with ThreadPoolExecutor(READERS) as pool:
+        parts = list(pool.map(read, dataset.get_fragments(), paths))
     return pa.concat_tables(parts).cast(META) if parts else META.empty_table()
 
 
