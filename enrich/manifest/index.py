@@ -116,12 +116,13 @@ def _rows(output: str, paths: list[str]) -> pa.Table:
     dataset = delta.files_dataset(output, "frames", paths, FRAMES)
     columns = [n for n in META.names if n != "source_file"]
 
-    def read(fragment, path: str) -> pa.Table:
+    def read(pair) -> pa.Table:
+        fragment, path = pair
         rows = fragment.to_table(schema=FRAMES, columns=columns, use_threads=False)
         return rows.append_column("source_file", pa.array([path] * rows.num_rows, pa.string()))
 
     with ThreadPoolExecutor(READERS) as pool:
-        parts = list(pool.map(read, dataset.get_fragments(), paths))
+        parts = list(pool.map(read, zip(dataset.get_fragments(), paths, strict=True)))
     return pa.concat_tables(parts).cast(META) if parts else META.empty_table()
 
 
