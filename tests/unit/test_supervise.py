@@ -55,8 +55,11 @@ def test_what_is_back_in_a_finished_runs_staging_is_swept_once_its_ray_is_down(t
 
 
 def test_a_clean_staging_costs_no_wait_and_an_outage_no_listing(tmp_path, monkeypatch):
-    waits = []
+    from enrich import storage
+
+    waits, listings = [], []
     monkeypatch.setattr(supervise, "_wait_for_workers", waits.append)
+    monkeypatch.setattr(storage, "list_uris", lambda prefix: listings.append(prefix) or [])
     supervise._sweep({"staging": str(tmp_path / "_staging" / "run-1"), "staging_root": str(tmp_path / "_staging")})
     supervise._sweep({"staging": "s3://nowhere-bucket/out/_staging/run-1", "staging_root": "", "outage": "S3 gone"})
-    assert waits == []
+    assert waits == [] and listings == []
