@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 from enrich import storage
 from enrich.errors import UsageError
 from enrich.manifest import delta
-from enrich.manifest.commit import require_manifest
+from enrich.manifest.commit import CURRENT_SQL, require_manifest
 from enrich.manifest.schema import CLIPS, PER_CLIP
 
 SCHEMAS = {"clips": CLIPS, **PER_CLIP}
@@ -62,6 +62,9 @@ def query_snapshot(output: str, sql: str, as_of: str | int | None = None) -> tup
                 con.register(name, ds.dataset(schema.empty_table()))
             elif name == "frames" and not index.needs_files(sql):  # the small columns: from the index
                 index.register_frames(con, output, table, versions.others["frames"])
+            elif name == "clips":  # each clip's current row
+                con.register("_clips_rows", delta.dataset(output, name, table, schema))
+                con.execute(f"CREATE TEMP VIEW clips AS {CURRENT_SQL.format(rows='_clips_rows')}")
             else:
                 con.register(name, delta.dataset(output, name, table, schema))
     try:

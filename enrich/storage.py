@@ -379,13 +379,22 @@ def create_exclusive(uri: str, data: bytes) -> bool:
                 return False
             raise
         return True
-    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    folder = os.path.dirname(uri)
+    os.makedirs(folder, exist_ok=True)
+    # Written whole under a hidden name, then hard-linked into place: the link fails if `uri` exists,
+    # and a reader never sees it half written (a Delta commit, `enrich.manifest.delta.commit`).
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(uri)}.")
     try:
-        fd = os.open(uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(temp, uri)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    finally:
+        os.unlink(temp)
     return True
 
 

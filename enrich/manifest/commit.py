@@ -198,8 +198,8 @@ def require_manifest(output: str) -> None:
 
 
 def read_clips(output: str, columns: list[str] | None = None, clip_ids=None) -> pa.Table | None:
-    """The clips table's latest rows (of `clip_ids`, default all; those `columns`, default all);
-    None before the first commit."""
+    """The clips' current rows in the table's latest version (of `clip_ids`, default all; those
+    `columns`, default all); None before the first commit."""
     import pyarrow.dataset as ds
 
     from enrich.manifest import delta
@@ -208,7 +208,28 @@ def read_clips(output: str, columns: list[str] | None = None, clip_ids=None) -> 
     if table is None:
         return None
     where = None if clip_ids is None else ds.field("clip_id").isin(list(clip_ids))
-    return delta.dataset(output, "clips", table, CLIPS).to_table(columns=columns, filter=where)
+    read = None if columns is None else list(dict.fromkeys([*columns, "clip_id", "clips_version"]))
+    rows = current(delta.dataset(output, "clips", table, CLIPS).to_table(columns=read, filter=where))
+    return rows if columns is None else rows.select(columns)
+
+
+# The clips table's current rows, in SQL over its rows (`enrich.query` registers it as `clips`).
+CURRENT_SQL = (
+    "SELECT * FROM {rows} QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY clips_version DESC NULLS LAST) = 1"
+)
+
+
+def current(rows: pa.Table) -> pa.Table:
+    """Of the clips table's `rows`, each clip's current one: the largest `clips_version` (a commit
+    adds a re-enriched clip's row and leaves its older one, until `enrich compact` or the run's end
+    drops it). Rows in clip_id order when any were dropped."""
+    ids = rows["clip_id"]
+    if pc.count_distinct(ids).as_py() == rows.num_rows:
+        return rows
+    keys = [("clip_id", "ascending", "at_end"), ("clips_version", "descending", "at_end")]
+    rows = rows.take(pc.sort_indices(rows, sort_keys=keys))
+    ids = rows["clip_id"].combine_chunks()
+    return rows.filter(pa.concat_arrays([pa.array([True]), pc.not_equal(ids[1:], ids[:-1])]))  # each clip's first
 
 
 def with_current_columns(table: pa.Table) -> pa.Table:

@@ -1,10 +1,11 @@
 """`enrich compact OUTPUT`: keep the manifest's file count bounded, and its storage too.
 
-- The clips table gains a file per commit (and a smaller one for each file a commit took clips
-  from). Compaction merges its small files (under a quarter of `CLIPS_FILE_ROWS` rows) into files
-  of up to `CLIPS_FILE_ROWS` rows, sorted by clip_id, in one commit. It writes them with enrich's
-  own writer, so the table keeps plain types (delta-rs' own optimize writes string_view, which
-  pyarrow's dataset filters cannot compare).
+- The clips table gains a file per commit, and a commit does not rewrite the files that held its
+  clips' older rows (`enrich.manifest.publish`). Compaction rewrites the files that hold a
+  superseded row, without it, and merges the small files (under a quarter of `CLIPS_FILE_ROWS`
+  rows) into files of up to `CLIPS_FILE_ROWS` rows, sorted by clip_id, in one commit. It writes
+  them with enrich's own writer, so the table keeps plain types (delta-rs' own optimize writes
+  string_view, which pyarrow's dataset filters cannot compare).
 - Frames and the stage tables have a file per clip, which a re-enriched clip replaces; they are not
   merged (merging would make every replacement rewrite a whole merged file: copy-on-write). Their
   small columns are compacted into `frames_meta` instead (`enrich.manifest.index`).
@@ -13,7 +14,8 @@
   those of tagged versions (`enrich tag`). Other snapshots older than the retention can then no
   longer be read.
 
-A run compacts the clips table itself when it ends with more than `AUTO_FILES` small files.
+A run compacts the clips table itself when it ends: the files with superseded rows, and the small
+files once there are more than `AUTO_FILES`.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from enrich import storage
 from enrich.manifest import delta, index, layout
 from enrich.manifest.schema import CLIPS
 
-# Clips files of at most this many rows: a commit rewrites each file that holds one of its clips, so
-# the size bounds that rewrite (a batch of 100 random clips: 100 files at most), and files below a
-# quarter of it are merged, which bounds how many files a plan or query opens.
+# Clips files of at most this many rows: the end of a run that re-enriched clips rewrites each file
+# that held one of them, so the size bounds that rewrite, and files below a quarter of it are
+# merged, which bounds how many files a plan or query opens.
 CLIPS_FILE_ROWS = 2_000
 AUTO_FILES = 64  # small clips files that make a run compact the clips table when it ends
 RETENTION_HOURS = 7 * 24
@@ -37,7 +39,7 @@ TABLES = ("frames", "captions", "clips", index.NAME)
 
 @dataclass
 class Compacted:
-    merged: int = 0  # clips files merged ...
+    merged: int = 0  # clips files rewritten or merged ...
     into: int = 0  # ... into this many
     indexed: int = 0  # frames files added to frames_meta
     rewritten: int = 0  # frames_meta files rewritten without rows of replaced files
@@ -46,43 +48,59 @@ class Compacted:
     def line(self, output: str) -> str:
         gone = ", ".join(f"{n} {t}" for t, n in (self.vacuumed or {}).items() if n) or "none"
         return (
-            f"{output}: clips table: {self.merged} files merged into {self.into}; frames_meta: {self.indexed} "
+            f"{output}: clips table: {self.merged} files rewritten into {self.into}; frames_meta: {self.indexed} "
             f"frames files added, {self.rewritten} of its files rewritten; files vacuumed: {gone}"
         )
 
 
-def small_files(table) -> list[dict]:
-    actions = pa.table(table.get_add_actions(flatten=True)).select(["path", "num_records"]).to_pylist()
-    return [a for a in actions if (a["num_records"] or 0) < CLIPS_FILE_ROWS // 4]
-
-
 def compact_clips(output: str, run_id: str, at_least: int = 2) -> tuple[int, int]:
-    """Merge the clips table's small files when there are `at_least` of them (a run passes more than
-    AUTO_FILES); returns (files merged, files written)."""
+    """Rewrite the clips table's files that hold a superseded row (a re-enriched clip's older one)
+    without it, and merge its small files when there are `at_least` of them (a run passes more than
+    AUTO_FILES), in one commit; returns (files rewritten, files written). So a run ends with one row
+    per clip."""
+    import numpy as np
     import pyarrow.parquet as pq
     from deltalake import CommitProperties
     from deltalake.transaction import RemoveAction
 
+    from enrich.manifest.commit import current
+
     table = delta.open_table(output, "clips")
-    small = small_files(table) if table is not None else []
-    if len(small) < max(2, at_least):
+    if table is None:
+        return 0, 0
+    keys = delta.columns_by_file(output, "clips", table, CLIPS, ["clip_id", "clips_version"])
+    paths = list(keys)
+    if not paths:
+        return 0, 0
+    rows = pa.concat_tables(keys.values())
+    rows = rows.append_column("row", pa.array(np.arange(rows.num_rows)))
+    live = np.zeros(rows.num_rows, bool)
+    live[current(rows)["row"].to_numpy()] = True
+    ends = np.cumsum([keys[p].num_rows for p in paths])
+    starts = ends - [keys[p].num_rows for p in paths]
+    superseded = {p for p, a, b in zip(paths, starts, ends, strict=True) if not live[a:b].all()}
+    small = {p for p in paths if keys[p].num_rows < CLIPS_FILE_ROWS // 4}
+    merged = small if len(small) >= max(2, at_least) else set()
+    chosen = [(p, a, b) for p, a, b in zip(paths, starts, ends, strict=True) if p in superseded | merged]
+    if not superseded and len(merged) < 2:
         return 0, 0
     folder = layout.table_dir(output, "clips")
-    rows = pa.concat_tables(
-        pq.read_table(storage.open_input(storage.join(folder, a["path"])), schema=CLIPS) for a in small
+    kept = pa.concat_tables(
+        pq.read_table(storage.open_input(storage.join(folder, p)), schema=CLIPS).filter(pa.array(live[a:b]))
+        for p, a, b in chosen
     ).sort_by("clip_id")
-    now = delta.now_ms()
-    adds = [  # data_change False: the same rows, rearranged
+    now, change = delta.now_ms(), bool(superseded)  # dataChange false: the same rows, rearranged
+    adds = [
         delta.write_file(
-            output, "clips", rows.slice(start, CLIPS_FILE_ROWS), layout.clips_path(run_id, 0, n), now, False
+            output, "clips", kept.slice(start, CLIPS_FILE_ROWS), layout.clips_path(run_id, 0, n), now, change
         )
-        for n, start in enumerate(range(0, rows.num_rows, CLIPS_FILE_ROWS))
+        for n, start in enumerate(range(0, kept.num_rows, CLIPS_FILE_ROWS))
     ]
-    removes = [RemoveAction(a["path"], False, now, None, {}) for a in small]
+    removes = [RemoveAction(p, change, now, None, {}) for p, _, _ in chosen]
     info = delta.snapshot(output)[1]  # the other tables' versions, which this commit keeps naming
     properties = CommitProperties(custom_metadata=delta.commit_metadata(info.others, run_id))
     table.create_write_transaction(adds + removes, mode="append", schema=table.schema(), commit_properties=properties)
-    return len(small), len(adds)
+    return len(chosen), len(adds)
 
 
 def vacuum(output: str, retention_hours: int = RETENTION_HOURS) -> dict[str, int]:

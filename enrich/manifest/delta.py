@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from enrich import storage
+from enrich import __version__, storage
 from enrich.errors import UsageError
 from enrich.manifest import layout
 
@@ -182,6 +182,63 @@ def write_file(output: str, name: str, rows: pa.Table, path: str, now: int, data
     return AddAction(path, size, {}, now, data_change, json.dumps(stats))
 
 
+CHECKPOINT_INTERVAL = 100  # versions between checkpoints, as delta-rs makes them
+
+
+def own_commits(table) -> bool:
+    """Whether enrich may write this table's commits itself (`commit`): the protocol delta-rs
+    creates tables with (reader 1, writer 2), not append-only, and no column invariants. A table
+    another writer has upgraded is committed through delta-rs instead."""
+    protocol = table.protocol()
+    if protocol.min_reader_version > 1 or protocol.min_writer_version > 2:
+        return False
+    if table.metadata().configuration.get("delta.appendOnly", "false").lower() == "true":
+        return False
+    return not any("delta.invariants" in (f.metadata or {}) for f in table.schema().fields)
+
+
+def commit(output: str, name: str, version: int, actions: list, metadata: dict[str, str] | None = None) -> int:
+    """Commit `actions` (AddAction, RemoveAction) to the table `name`, whose latest version is
+    `version`, as the next version, and return it. This is the Delta protocol's commit: the file
+    `_delta_log/N.json`, written only if nothing is there (a conditional PUT on S3, a hard link
+    locally). delta-rs' own commit goes over every live file of the table, twice with the refresh
+    after it (2-3 µs a file: `benchmarks/delta_commit.py`); this costs the actions only. enrich
+    commits so only under OUTPUT's lock, so another commit at N means the lock was taken over:
+    InfrastructureError, and nothing is written."""
+    from enrich.errors import InfrastructureError
+
+    now = now_ms()
+    info = {"timestamp": now, "operation": "WRITE", "operationParameters": {"mode": "Append"},
+            "clientVersion": f"enrich-{__version__}", **(metadata or {})}  # fmt: skip
+    lines = [{"commitInfo": info}, *map(_action, actions)]
+    data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
+    uri = layout.log_file(output, name, version + 1)
+    if not storage.create_exclusive(uri, data) and storage.read_bytes(uri) != data:  # equal: our PUT, retried
+        raise InfrastructureError(
+            f"{uri}: another writer committed version {version + 1} of the {name} table while this run held "
+            "OUTPUT's lock (was the lock taken over?); this run's uncommitted clips are redone by the next run"
+        )
+    return version + 1
+
+
+def _action(action) -> dict:
+    """An AddAction or RemoveAction as the Delta protocol's JSON action (paths URI-encoded)."""
+    from urllib.parse import quote
+
+    from deltalake.transaction import AddAction
+
+    if isinstance(action, AddAction):
+        return {"add": {"path": quote(action.path), "partitionValues": dict(action.partition_values),
+                        "size": action.size, "modificationTime": action.modification_time,
+                        "dataChange": action.data_change, "stats": action.stats}}  # fmt: skip
+    remove = {"path": quote(action.path), "dataChange": action.data_change,
+              "deletionTimestamp": action.deletion_timestamp, "extendedFileMetadata": False,
+              "partitionValues": dict(action.partition_values or {})}  # fmt: skip
+    if action.size is not None:
+        remove["size"] = action.size
+    return {"remove": remove}
+
+
 def now_ms() -> int:
     """A Delta action's time stamp."""
     return int(time.time() * 1000)
@@ -210,9 +267,16 @@ def dataset(output: str, name: str, table, schema: pa.Schema):
 
 def values_by_file(output: str, name: str, table, schema: pa.Schema, column: str) -> dict[str, list]:
     """Each file of a table's loaded version (relative path) -> its values of `column`, read alone."""
+    return {
+        path: rows[column].to_pylist() for path, rows in columns_by_file(output, name, table, schema, [column]).items()
+    }
+
+
+def columns_by_file(output: str, name: str, table, schema: pa.Schema, columns: list[str]) -> dict[str, pa.Table]:
+    """Each file of a table's loaded version (relative path) -> its rows of `columns`, in file order."""
     prefix = f"{filesystem(output)[1]}/{name}/"
     return {
-        fragment.path.removeprefix(prefix): fragment.to_table(columns=[column])[column].to_pylist()
+        fragment.path.removeprefix(prefix): fragment.to_table(columns=columns)
         for fragment in dataset(output, name, table, schema).get_fragments()
     }
 

@@ -2,10 +2,15 @@
 
 The clips' files are written already (`enrich.manifest.commit.write_clip`). A batch is published
 by committing, to each per-clip table (frames, captions), the new files and the removal of the
-files they replace, in one Delta transaction; then the clips rows, with the versions those
-commits made (`enrich.manifest.delta`). The cost of a batch is that of its own clips: a per-clip
-table finds a clip's file in a map of the table's files, and the clips table rewrites only the
-files that held the batch's clips (a file per commit, so none is bigger than one batch).
+files they replace, in one Delta transaction; then the clips rows, as one new file of the clips
+table, with the versions those commits made (`enrich.manifest.delta`). The cost of a batch is
+that of its own clips, whatever the size of the catalogue:
+
+- enrich writes the commits itself (`delta.commit`): delta-rs' commit goes over every live file;
+- a per-clip table finds a clip's older file in a map of the table's files, read once per run;
+- the clips table is not rewritten: a re-enriched clip's older row stays in its file, and the new
+  row's larger `clips_version` makes it the current one (`enrich.manifest.commit.current`, which
+  every reader applies). The run's end drops the older rows (`enrich.manifest.compact`).
 
 A run that dies between the commits leaves frames committed ahead of their clips rows: readers
 of the manifest never see them (they open frames at the version clips names), and the next run
@@ -14,19 +19,13 @@ redoes those clips, since their clips rows say they are not done.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from enrich import storage
 from enrich.manifest import delta, layout
 from enrich.manifest.commit import clips_rows
 from enrich.manifest.schema import CLIPS, PER_CLIP
-
-REWRITERS = 16  # clips files rewritten at once by a commit
 
 
 @dataclass
@@ -44,9 +43,10 @@ class Publisher:
         """`scratch`: where the clips files are written before they are renamed into place (the
         run's staging, which is removed however the run ends; `storage.atomic_output`)."""
         self.output, self.run_id, self.seq, self.scratch = output, run_id, 0, scratch
-        self.tables: dict[str, object] = {}
+        self.tables: dict[str, object] = {}  # as loaded when first needed (then `at` says where they are)
+        self.at: dict[str, int] = {}  # table -> its latest version
+        self.own: dict[str, bool] = {}  # table -> whether enrich writes its commits (`delta.commit`)
         self.current: dict[str, dict[str, str]] = {}  # table -> clip key -> its file, for per-clip tables
-        self.holders: dict[str, str] | None = None  # clip_id -> the clips-table file that holds its row
         self.versions: dict[str, int | None] = {}
         self.named: dict[str, int | None] | None = None  # the versions the clips table named when we began
 
@@ -58,10 +58,31 @@ class Publisher:
                 table = delta.create_table(self.output, name, schema)
             delta.evolve(table, schema)
             self.tables[name] = table
+            self.own[name] = delta.own_commits(table)
             if name in PER_CLIP:
                 self._undo_unrecorded(name, table)
                 self.current[name] = {layout.key_of(p): p for p in delta.file_paths(table)}
+            self.at[name] = table.version()
         return self.tables[name]
+
+    def _commit(self, name: str, actions: list, metadata: dict[str, str] | None = None) -> int:
+        """Commit `actions` to the table `name`; returns the version made. enrich writes the commit
+        itself (`delta.commit`), so its cost is that of the actions, not of the table's files, and
+        every CHECKPOINT_INTERVAL versions it has delta-rs write a checkpoint, as delta-rs would."""
+        from deltalake import CommitProperties
+
+        table = self._table(name)
+        if not self.own[name]:
+            properties = CommitProperties(custom_metadata=metadata) if metadata else None
+            table.create_write_transaction(actions, mode="append", schema=table.schema(), commit_properties=properties)
+            table.update_incremental()
+            self.at[name] = table.version()
+            return self.at[name]
+        self.at[name] = delta.commit(self.output, name, self.at[name], actions, metadata)
+        if self.at[name] % delta.CHECKPOINT_INTERVAL == 0:
+            table.update_incremental()
+            table.create_checkpoint()
+        return self.at[name]
 
     def _undo_unrecorded(self, name: str, table) -> None:
         """A run that died between its commits left this table ahead of the version the clips table
@@ -82,8 +103,8 @@ class Publisher:
         for name in PER_CLIP:
             if delta.is_table(self.output, name):
                 self._table(name)
-        if delta.is_table(self.output, "clips") and self.holders is None:
-            self.holders = self._holders(self._table("clips"))
+        if delta.is_table(self.output, "clips"):
+            self._table("clips")
 
     def publish(self, batch: list[Finished]) -> dict[str, int]:
         """Commit `batch`: each per-clip table it touches, then its clips rows. Returns the
@@ -100,23 +121,21 @@ class Publisher:
         return self.publish_rows(clips_rows([f.row for f in batch]))
 
     def publish_rows(self, rows: pa.Table) -> dict[str, int]:
-        """Commit clips `rows` (replacing those clips' rows) with the versions of the other tables."""
-        from deltalake import CommitProperties
-
+        """Commit clips `rows` (which supersede those clips' older rows) with the versions of the
+        other tables."""
         self.seq += 1
-        clips = self._table("clips")
-        adds, removes = self._clips_actions(rows)
-        properties = CommitProperties(custom_metadata=delta.commit_metadata(self.versions, self.run_id))
-        actions = adds + removes
-        clips.create_write_transaction(actions, mode="append", schema=clips.schema(), commit_properties=properties)
-        clips.update_incremental()
-        return {**self.versions, "clips": clips.version()}
+        self._table("clips")
+        stamp = pa.array([self.at["clips"] + 1] * rows.num_rows, pa.int64())  # the version this commit makes
+        rows = rows.set_column(rows.schema.get_field_index("clips_version"), "clips_version", stamp)
+        add = self._write(rows, layout.clips_path(self.run_id, self.seq), delta.now_ms())
+        version = self._commit("clips", [add], delta.commit_metadata(self.versions, self.run_id))
+        return {**self.versions, "clips": version}
 
     def _commit_files(self, name: str, touched: list[tuple[str, dict | None]]) -> int:
         from deltalake.transaction import AddAction, RemoveAction
 
-        table, now = self._table(name), delta.now_ms()
-        current = self.current[name]
+        self._table(name)
+        now, current = delta.now_ms(), self.current[name]
         actions = []
         for clip_id, file in touched:
             key = layout.clip_key(clip_id)
@@ -126,47 +145,9 @@ class Publisher:
             if file is not None:
                 actions.append(AddAction(file["path"], file["size"], {}, now, True, file["stats"]))
                 current[key] = file["path"]
-        if actions:
-            table.create_write_transaction(actions, mode="append", schema=table.schema())
-            table.update_incremental()
-        return table.version()
-
-    def _clips_actions(self, new: pa.Table) -> tuple[list, list]:
-        """The clips table's new file of rows `new`, and the rewrite of each file that held one of
-        them (in parallel: on S3 each is a GET and a PUT)."""
-        from deltalake.transaction import RemoveAction
-
-        table, now = self._table("clips"), delta.now_ms()
-        if self.holders is None:
-            self.holders = self._holders(table)
-        ids = set(new["clip_id"].to_pylist())
-        olds = sorted({self.holders[c] for c in ids if c in self.holders})
-
-        def rewrite(piece: int, old: str):
-            source = storage.read_arrow(storage.join(layout.table_dir(self.output, "clips"), old))  # one GET: small
-            kept = pq.read_table(source, schema=CLIPS)  # an older file lacks newer columns: nulls
-            kept = kept.filter(pc.invert(pc.is_in(kept["clip_id"], value_set=new["clip_id"])))
-            if not kept.num_rows:
-                return None, []
-            return self._write(kept, layout.clips_path(self.run_id, self.seq, piece), now), kept["clip_id"].to_pylist()
-
-        with ThreadPoolExecutor(REWRITERS) as pool:
-            rewritten = list(pool.map(rewrite, range(len(olds)), olds))
-        adds = [self._write(new, layout.clips_path(self.run_id, self.seq), now)]
-        removes = [RemoveAction(old, True, now, None, {}) for old in olds]
-        for add, kept in rewritten:
-            if add is not None:
-                adds.append(add)
-                self.holders.update(dict.fromkeys(kept, add.path))
-        self.holders.update(dict.fromkeys(ids, adds[0].path))
-        return adds, removes
+        return self._commit(name, actions) if actions else self.at[name]
 
     def _write(self, rows: pa.Table, path: str, now: int):
         return delta.write_file(
             self.output, "clips", rows.select(CLIPS.names).cast(CLIPS), path, now, scratch=self.scratch
         )
-
-    def _holders(self, table) -> dict[str, str]:
-        """clip_id -> the clips-table file that holds its row (read once, then kept up to date)."""
-        by_file = delta.values_by_file(self.output, "clips", table, CLIPS, "clip_id")
-        return {clip_id: path for path, ids in by_file.items() for clip_id in ids}

@@ -121,6 +121,10 @@ CLIPS = pa.schema(
         # those settings. A part whose hash differs from the current config's is redone, and only it.
         ("hashes", pa.struct([(part, pa.string()) for part in PARTS])),
         ("updated_at", pa.timestamp("us", tz="UTC")),  # Delta Lake timestamps are microseconds
+        # The clips-table version whose commit wrote the row. A commit adds re-enriched clips' rows
+        # without rewriting the files of their older rows; of a clip's rows the largest is current
+        # (null: written before this column, when a clip had one row). `enrich.manifest.commit.current`.
+        ("clips_version", pa.int64()),
     ]
 )
 

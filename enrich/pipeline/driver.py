@@ -181,7 +181,7 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
         merged, into = compact.compact_clips(cfg.output, prep.run_id, at_least=compact.AUTO_FILES + 1)
         added = index.update(cfg.output, prep.run_id, at_least=index.AUTO_NEW_FILES)[0] if summary.published else 0
     if merged:
-        summary.notes.append(f"clips table compacted: {merged} small files merged into {into}")
+        summary.notes.append(f"clips table compacted: {merged} files (with older rows, or small) rewritten into {into}")
     if added:
         summary.notes.append(f"frames_meta (the index queries read) updated with {added} clips' frames")
     return summary

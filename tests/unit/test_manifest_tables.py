@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 
 from enrich.errors import UsageError
 from enrich.manifest import compact, delta, layout, migrate
-from enrich.manifest.commit import COMPRESSION, file_stats, read_clips, require_manifest
+from enrich.manifest.commit import COMPRESSION, current, file_stats, read_clips, require_manifest
 from enrich.manifest.publish import Finished, Publisher
 from enrich.manifest.schema import FRAMES
 from enrich.query import query
@@ -196,5 +196,44 @@ def test_a_newer_enrich_adds_its_columns_to_the_tables(tmp_path, monkeypatch):
     wider = pa.schema([*publish_module.CLIPS, ("new_column", pa.string())])
     monkeypatch.setattr(publish_module, "CLIPS", wider)
     Publisher(str(tmp_path), "r2").publish_rows(pa.Table.from_pylist([{**row("b", "r2"), "new_column": "x"}], wider))
-    table = DeltaTable(str(tmp_path / "clips")).to_pyarrow_table()
+    table = current(DeltaTable(str(tmp_path / "clips")).to_pyarrow_table())  # b's current row: r2's
     assert {r["clip_id"]: r["new_column"] for r in table.to_pylist()} == {"a": None, "b": "x"}
+
+
+def test_enrich_writes_the_commits_itself_and_delta_rs_reads_and_checkpoints_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(delta, "CHECKPOINT_INTERVAL", 4)
+    publisher = Publisher(str(tmp_path), "r1")
+    for i in range(5):  # frames versions 1-5, clips versions 1-5
+        run = f"r1.{i}"  # a file name of its own each time, as each run's
+        publisher.publish([Finished(row(c, run), {"frames": frames_file(tmp_path, c, run, i)}) for c in "ab"])
+    for name in ("frames", "clips"):
+        info = delta.commit_info(str(tmp_path), name, 5)
+        assert info["clientVersion"].startswith("enrich-") and info["operation"] == "WRITE"
+        table = DeltaTable(str(tmp_path / name))  # a fresh reader: from the checkpoint enrich had delta-rs write
+        assert table.version() == 5
+        assert json.loads((tmp_path / name / "_delta_log" / "_last_checkpoint").read_text())["version"] == 4
+    assert len(DeltaTable(str(tmp_path / "frames")).file_uris()) == 2  # each commit replaced a's and b's file
+    assert scales(tmp_path) == {"a": 4.0, "b": 4.0} and scales(tmp_path, as_of=2) == {"a": 1.0, "b": 1.0}
+    assert json.loads(delta.commit_info(str(tmp_path), "clips", 5)[delta.META_KEY])["versions"]["frames"] == 5
+
+
+def test_a_commit_at_a_version_another_writer_took_is_refused_and_writes_nothing(tmp_path):
+    from enrich.errors import InfrastructureError
+
+    publish(tmp_path, "r1", {"a": 1.0})
+    ours = Publisher(str(tmp_path), "r2")
+    ours.open()
+    publish(tmp_path, "r3", {"a": 3.0})  # a run that took OUTPUT's lock over
+    taken = (tmp_path / "frames" / "_delta_log" / f"{2:020d}.json").read_bytes()
+    with pytest.raises(InfrastructureError, match="another writer committed version 2 of the frames table"):
+        ours.publish([Finished(row("a", "r2"), {"frames": frames_file(tmp_path, "a", "r2", 2.0)})])
+    assert (tmp_path / "frames" / "_delta_log" / f"{2:020d}.json").read_bytes() == taken
+    assert scales(tmp_path) == {"a": 3.0} and not list((tmp_path / "frames" / "_delta_log").glob(".*"))
+
+
+def test_a_table_of_a_newer_protocol_is_committed_through_delta_rs(tmp_path):
+    plain = DeltaTable.create(str(tmp_path / "plain"), pa.schema([("clip_id", pa.string())]))
+    append_only = DeltaTable.create(
+        str(tmp_path / "append_only"), pa.schema([("clip_id", pa.string())]), configuration={"delta.appendOnly": "true"}
+    )
+    assert delta.own_commits(plain) and not delta.own_commits(append_only)

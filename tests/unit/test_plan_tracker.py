@@ -94,24 +94,42 @@ def test_a_stale_stage_with_a_table_of_its_own_is_redone_alone():
     assert make_plan([clip("a")], previous, H1).todo == []
 
 
-def test_a_publish_replaces_the_rows_of_its_clips_and_rewrites_only_their_files(tmp_path):
+def test_a_publish_supersedes_its_clips_rows_without_rewriting_and_compaction_drops_the_old_ones(tmp_path):
+    from enrich.manifest import compact
     from enrich.manifest.commit import read_clips
     from enrich.manifest.publish import Finished, Publisher
+    from enrich.query import query
 
     out = str(tmp_path)
     publisher = Publisher(out, "r1")
     publisher.publish([Finished(r) for r in state(a="ok", b="failed").to_pylist()])
     publisher.publish([Finished(r) for r in state(c="ok", d="ok").to_pylist()])
-    first = set((tmp_path / "clips").glob("*.parquet"))
+    first = {Path(uri).name for uri in DeltaTable(str(tmp_path / "clips")).file_uris()}
     versions = Publisher(out, "r2").publish([Finished(finished("b", config_hash="h1", depth_model="m2"))])
-    rows = {r["clip_id"]: r for r in read_clips(out).to_pylist()}
-    assert sorted(rows) == ["a", "b", "c", "d"] and versions["clips"] == 3  # created (version 0), three commits
+    assert versions["clips"] == 3  # created (version 0), three commits
+
+    def current() -> dict[str, dict]:
+        rows = {r["clip_id"]: r for r in read_clips(out).to_pylist()}
+        table = query(out, "SELECT * FROM clips")
+        assert table.num_rows == len(rows) and rows == {r["clip_id"]: r for r in table.to_pylist()}  # SQL agrees
+        return rows
+
+    rows = current()
+    assert sorted(rows) == ["a", "b", "c", "d"]
     assert rows["b"]["status"] == "ok" and rows["b"]["run_id"] == "r1" and rows["b"]["depth_model"] == "m2"
+    assert rows["b"]["clips_version"] == 3 and rows["a"]["clips_version"] == 1
     assert rows["a"]["run_id"] == "r0" and rows["a"]["status"] == "ok"
-    live = {Path(uri).name for uri in DeltaTable(str(tmp_path / "clips")).file_uris()}
-    assert len(live) == 3  # c and d's file untouched; a's and b's file replaced by a's rest, and b's new row
-    replaced = {p.name for p in first} - live
-    assert len(replaced) == 1 and replaced.pop().startswith("r1-00001-")  # a and b's file: the first commit's
+    raw = DeltaTable(str(tmp_path / "clips"))
+    assert raw.to_pyarrow_table()["clip_id"].to_pylist().count("b") == 2  # b's older row is still there ...
+    assert first < {Path(uri).name for uri in raw.file_uris()}  # ... as no file was rewritten
+
+    assert compact.compact_clips(out, "r3", at_least=compact.AUTO_FILES + 1) == (1, 1)  # as a run's end does
+    assert current() == rows
+    raw = DeltaTable(str(tmp_path / "clips"))
+    assert sorted(raw.to_pyarrow_table()["clip_id"].to_pylist()) == ["a", "b", "c", "d"]  # one row per clip
+    live = {Path(uri).name for uri in raw.file_uris()}
+    assert len(first - live) == 1 and (first - live).pop().startswith("r1-00001-")  # only a and b's old file
+    assert compact.compact_clips(out, "r4", at_least=compact.AUTO_FILES + 1) == (0, 0)  # nothing more to do
 
 
 def test_a_clips_table_from_an_older_version_gains_the_new_columns(tmp_path):
