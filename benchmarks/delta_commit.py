@@ -11,6 +11,10 @@ enrich writes (clip_id), with one more column (clip_id, frame_index), and with n
   refresh  `DeltaTable.update_incremental`, which the next commit needs
   and what each file more in the table adds to both, from the size before
 
+and, on the line "enrich (clip_id)", the same commits written as enrich writes them
+(`enrich.manifest.delta.commit`: the commit file alone; nothing to refresh), then read back by
+delta-rs to check that the table holds the files it should.
+
     python benchmarks/delta_commit.py --files 1000,10000,100000
 """
 
@@ -23,6 +27,8 @@ import statistics
 import time
 
 import pyarrow as pa
+
+from enrich.manifest import delta
 
 STATS = {"clip_id": ("clip_id",), "clip_id+frame_index": ("clip_id", "frame_index"), "none": ()}
 
@@ -39,7 +45,7 @@ def add(i: int, tag: str, columns: tuple[str, ...]):
     return AddAction(path, 30_000, {}, int(time.time() * 1000), True, json.dumps(stats))
 
 
-def measure(root: str, files: int, columns: tuple[str, ...], repeats: int) -> tuple[float, float]:
+def measure(root: str, files: int, columns: tuple[str, ...], repeats: int, own: bool = False) -> tuple[float, float]:
     from deltalake import DeltaTable
     from deltalake.transaction import PostCommitHookProperties, RemoveAction
 
@@ -58,13 +64,21 @@ def measure(root: str, files: int, columns: tuple[str, ...], repeats: int) -> tu
         actions = [RemoveAction(add(i, "a", ()).path, True, now, None, {}) for i in batch]
         actions += [add(i, f"r{r}", columns) for i in batch]
         started = time.perf_counter()
-        table.create_write_transaction(
-            actions, mode="append", schema=table.schema(), post_commithook_properties=no_checkpoint
-        )
+        if own:
+            delta.commit(root, f"table-{files}", table.version() + r, actions)
+        else:
+            table.create_write_transaction(
+                actions, mode="append", schema=table.schema(), post_commithook_properties=no_checkpoint
+            )
         committed = time.perf_counter()
-        table.update_incremental()
+        if not own:
+            table.update_incremental()
         commits.append(committed - started)
         refreshes.append(time.perf_counter() - committed)
+    if own:  # what a reader sees: the first `repeats` hundred files replaced, the rest as they were
+        paths = set(pa.table(DeltaTable(uri).get_add_actions(flatten=True))["path"].to_pylist())
+        expected = {add(i, f"r{i // 100}" if i < 100 * repeats else "a", ()).path for i in range(files)}
+        assert paths == expected, "the table read back is not the one committed"
     shutil.rmtree(uri, ignore_errors=True)
     return statistics.median(commits), statistics.median(refreshes)
 
@@ -85,6 +99,8 @@ def main() -> None:
                 slope = f"{(commit + refresh - before[name][1]) / (files - before[name][0]) * 1e6:>17.2f}"
             before[name] = (files, commit + refresh)
             print(f"{files:>8}  {name:<20} {commit:>9.3f} {refresh:>10.3f} {slope}", flush=True)
+        commit, refresh = measure(args.root, files, STATS["clip_id"], args.repeats, own=True)
+        print(f"{files:>8}  {'enrich (clip_id)':<20} {commit:>9.3f} {refresh:>10.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ frames with a --depth-kib random "depth PNG" and a 2 KiB thumbnail. Then, for ea
   open    what a run reads of the logs before its first commit (`Publisher.open`)
   commit  publishing a batch of 100 re-enriched clips (their files written first, not timed):
           the frames commit and the clips commit (`Publisher.publish`); "of it clips" is the
-          clips commit, with the rewrite of the clips files that held the batch's rows
+          clips commit (the batch's rows, as a new file)
+  end     what a run's end then does to the clips table: rewrite the files that held the older
+          rows of the re-enriched clips (`compact.compact_clips`; once a run, after all its commits)
+  chkpt   a checkpoint of the frames table, which every 100th commit also writes (delta-rs')
   plan    a no-op plan: the clips table read and `make_plan` over every clip (all up to date)
 
     python benchmarks/manifest_scale.py --sizes 1000,10000,100000 --root /tmp/manifest-scale
@@ -32,7 +35,7 @@ import pyarrow.parquet as pq
 
 from enrich import storage
 from enrich.catalog import Clip
-from enrich.manifest import delta, index, layout
+from enrich.manifest import compact, delta, index, layout
 from enrich.manifest.commit import COMPRESSION, file_stats, read_clips
 from enrich.manifest.publish import Finished, Publisher
 from enrich.manifest.schema import FLAG_NAMES, FRAMES
@@ -140,6 +143,11 @@ def measure(output: str, size: int, args) -> dict:
         publisher.publish(batch)
         commits.append(time.perf_counter() - started)
         clips_commits.append(publisher.clips_s)
+    started = time.perf_counter()
+    compact.compact_clips(output, new_run_id(), at_least=compact.AUTO_FILES + 1)
+    end = time.perf_counter() - started
+    table = delta.open_table(output, "frames")
+    checkpoint, _ = timed(table.create_checkpoint, 1)
     clips = [Clip(clip_id(i), f"s3://videos/{clip_id(i)}", 1000 + i, f"e{i}") for i in range(size)]
 
     def plan():
@@ -149,7 +157,7 @@ def measure(output: str, size: int, args) -> dict:
     assert not made.todo and made.skipped == size, made.describe()
     assert rows.num_rows > 0 and fetched == 1000 * args.depth_kib * 1024
     return {"query": q, "fetch": f, "open": statistics.median(opens), "commit": statistics.median(commits),
-            "clips": statistics.median(clips_commits), "plan": p}  # fmt: skip
+            "clips": statistics.median(clips_commits), "end": end, "checkpoint": checkpoint, "plan": p}  # fmt: skip
 
 
 def main() -> None:
@@ -161,7 +169,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="reuse manifests built by an earlier run")
     args = parser.parse_args()
-    print("   clips  build s  index s  query s  fetch 1k s  open s  commit 100 s  of it clips s  plan s")
+    print(
+        "   clips  build s  index s  query s  fetch 1k s  open s  commit 100 s  of it clips s  end s  chkpt s  plan s"
+    )
     for size in map(int, args.sizes.split(",")):
         output = storage.join(args.root, f"clips-{size}")
         built = 0.0
@@ -173,7 +183,7 @@ def main() -> None:
         indexed = time.perf_counter() - started
         m = measure(output, size, args)
         figures = f"{m['query']:>8.2f} {m['fetch']:>11.2f} {m['open']:>7.2f} {m['commit']:>13.2f} {m['clips']:>14.2f}"
-        figures += f" {m['plan']:>7.2f}"
+        figures += f" {m['end']:>6.2f} {m['checkpoint']:>8.2f} {m['plan']:>7.2f}"
         print(f"{size:>8} {built:>8.1f} {indexed:>8.1f} {figures}", flush=True)
 
 
