@@ -275,9 +275,10 @@ def values_by_file(output: str, name: str, table, schema: pa.Schema, column: str
 def columns_by_file(output: str, name: str, table, schema: pa.Schema, columns: list[str]) -> dict[str, pa.Table]:
     """Each file of a table's loaded version (relative path) -> its rows of `columns`, in file order."""
     prefix = f"{filesystem(output)[1]}/{name}/"
-    return {
-        fragment.path.removeprefix(prefix): fragment.to_table(columns=columns)
-        for fragment in dataset(output, name, table, schema).get_fragments()
+    files = dataset(output, name, table, schema)
+    return {  # with the dataset's schema: a file of an older version reads its missing columns as nulls
+        fragment.path.removeprefix(prefix): fragment.to_table(columns=columns, schema=files.schema)
+        for fragment in files.get_fragments()
     }
 
 

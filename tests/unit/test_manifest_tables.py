@@ -237,3 +237,21 @@ def test_a_table_of_a_newer_protocol_is_committed_through_delta_rs(tmp_path):
         str(tmp_path / "append_only"), pa.schema([("clip_id", pa.string())]), configuration={"delta.appendOnly": "true"}
     )
     assert delta.own_commits(plain) and not delta.own_commits(append_only)
+
+
+def test_a_clips_table_from_before_clips_version_is_read_and_compacted(tmp_path):
+    from deltalake.transaction import AddAction
+
+    from enrich.manifest.schema import CLIPS
+
+    older = pa.schema([f for f in CLIPS if f.name != "clips_version"])
+    table = delta.create_table(str(tmp_path), "clips", older)
+    rows = pa.Table.from_pylist([row("a", "r0"), row("b", "r0")], older)
+    pq.write_table(rows, tmp_path / "clips" / "old.parquet")
+    size = (tmp_path / "clips" / "old.parquet").stat().st_size
+    table.create_write_transaction([AddAction("old.parquet", size, {}, 1, True, "{}")], "append", table.schema())
+    publish(tmp_path, "r1", {"b": 1.0})  # b re-enriched: its new row has a clips_version, its old one none
+    assert {r["clip_id"]: r["run_id"] for r in read_clips(str(tmp_path)).to_pylist()} == {"a": "r0", "b": "r1"}
+    assert compact.compact_clips(str(tmp_path), "r2", at_least=compact.AUTO_FILES + 1) == (1, 1)
+    raw = DeltaTable(str(tmp_path / "clips")).to_pyarrow_table()
+    assert sorted(zip(raw["clip_id"].to_pylist(), raw["run_id"].to_pylist(), strict=True)) == [("a", "r0"), ("b", "r1")]
