@@ -366,7 +366,7 @@ class _S3Reader(io.RawIOBase):
 
 
 def create_exclusive(uri: str, data: bytes) -> bool:
-    """Write `uri` only if nothing is there yet (O_EXCL locally, `If-None-Match: *` on S3).
+    """Write `uri` only if nothing is there yet (a hard link locally, `If-None-Match: *` on S3).
     Returns False, writing nothing, when it already exists."""
     if is_s3(uri):
         from botocore.exceptions import ClientError

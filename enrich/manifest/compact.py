@@ -53,11 +53,12 @@ class Compacted:
         )
 
 
-def compact_clips(output: str, run_id: str, at_least: int = 2) -> tuple[int, int]:
+def compact_clips(output: str, run_id: str, at_least: int = 2, superseded: bool = True) -> tuple[int, int]:
     """Rewrite the clips table's files that hold a superseded row (a re-enriched clip's older one)
     without it, and merge its small files when there are `at_least` of them (a run passes more than
     AUTO_FILES), in one commit; returns (files rewritten, files written). So a run ends with one row
-    per clip."""
+    per clip. `superseded` False: small files only, found in the log (no file is read unless some
+    are merged; a run that published nothing)."""
     import numpy as np
     import pyarrow.parquet as pq
     from deltalake import CommitProperties
@@ -66,30 +67,32 @@ def compact_clips(output: str, run_id: str, at_least: int = 2) -> tuple[int, int
     from enrich.manifest.commit import current
 
     table = delta.open_table(output, "clips")
-    if table is None:
+    if table is None or not table.version():
+        return 0, 0
+    records = pa.table(table.get_add_actions(flatten=True)).select(["path", "num_records"]).to_pylist()
+    small = {a["path"] for a in records if (a["num_records"] or 0) < CLIPS_FILE_ROWS // 4}
+    merged = small if len(small) >= max(2, at_least) else set()
+    if not (superseded or merged):
         return 0, 0
     keys = delta.columns_by_file(output, "clips", table, CLIPS, ["clip_id", "clips_version"])
-    paths = list(keys)
-    if not paths:
+    if not keys:
         return 0, 0
+    paths, sizes = list(keys), [t.num_rows for t in keys.values()]
     rows = pa.concat_tables(keys.values())
     rows = rows.append_column("row", pa.array(np.arange(rows.num_rows)))
     live = np.zeros(rows.num_rows, bool)
     live[current(rows)["row"].to_numpy()] = True
-    ends = np.cumsum([keys[p].num_rows for p in paths])
-    starts = ends - [keys[p].num_rows for p in paths]
-    superseded = {p for p, a, b in zip(paths, starts, ends, strict=True) if not live[a:b].all()}
-    small = {p for p in paths if keys[p].num_rows < CLIPS_FILE_ROWS // 4}
-    merged = small if len(small) >= max(2, at_least) else set()
-    chosen = [(p, a, b) for p, a, b in zip(paths, starts, ends, strict=True) if p in superseded | merged]
-    if not superseded and len(merged) < 2:
+    spans = list(zip(paths, np.cumsum(sizes) - sizes, np.cumsum(sizes), strict=True))  # each file's rows
+    older = {p for p, a, b in spans if not live[a:b].all()}
+    chosen = [(p, a, b) for p, a, b in spans if p in older | merged]
+    if not older and len(merged) < 2:
         return 0, 0
     folder = layout.table_dir(output, "clips")
     kept = pa.concat_tables(
         pq.read_table(storage.open_input(storage.join(folder, p)), schema=CLIPS).filter(pa.array(live[a:b]))
         for p, a, b in chosen
     ).sort_by("clip_id")
-    now, change = delta.now_ms(), bool(superseded)  # dataChange false: the same rows, rearranged
+    now, change = delta.now_ms(), bool(older)  # dataChange false: the same rows, rearranged
     adds = [
         delta.write_file(
             output, "clips", kept.slice(start, CLIPS_FILE_ROWS), layout.clips_path(run_id, 0, n), now, change

@@ -178,7 +178,9 @@ def execute(prep: Prepared, log=print, verbose: bool = False) -> RunSummary:
             "the clips in flight were not published; run the same command again to resume"
         ) from None
     with infrastructure_failures():  # beyond a threshold, a run compacts what it added to
-        merged, into = compact.compact_clips(cfg.output, prep.run_id, at_least=compact.AUTO_FILES + 1)
+        merged, into = compact.compact_clips(
+            cfg.output, prep.run_id, at_least=compact.AUTO_FILES + 1, superseded=bool(summary.published)
+        )
         added = index.update(cfg.output, prep.run_id, at_least=index.AUTO_NEW_FILES)[0] if summary.published else 0
     if merged:
         summary.notes.append(f"clips table compacted: {merged} files (with older rows, or small) rewritten into {into}")
